@@ -1,0 +1,107 @@
+"""Layer plugins, stax-style pure functions with the backward beside the forward.
+
+A layer is ``init(key, d_in) -> (d_out, params)``, ``forward(params, x) -> (y, cache)`` and
+``backward(params, cache, dJ/dy) -> (dJ/dparams, dJ/dx)``. ``x`` is one example (d,) or a
+batch (n, d): leading axes are batch axes and the parameter gradient sums over them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ._activations import get_activation
+from ._errors import ConfigError
+from ._registry import Registry
+
+
+class Layer(NamedTuple):
+    init: Callable[[jax.Array, int], tuple[int, Any]]
+    forward: Callable[[Any, jax.Array], tuple[jax.Array, Any]]
+    backward: Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]]
+
+
+class LayerPlugin(NamedTuple):
+    """A registered layer: ``make(**options) -> Layer``, and options for the automatic check."""
+
+    make: Callable[..., Layer]
+    example: dict
+    smooth: bool = True  # False: finite differences are checked in the 1e-4 kink band
+
+
+LAYERS: Registry[LayerPlugin] = Registry("layer", "jaxbp.register_layer(name, make, example={...})")
+
+
+def register_layer(name: str, make: Callable[..., Layer], *, example: dict, smooth: bool = True,
+                   replace: bool = False) -> LayerPlugin:
+    """Register a layer factory; ``make(**example)`` is what ``check_plugin('layer', name)`` verifies."""
+    return LAYERS.register(name, LayerPlugin(make, dict(example), smooth), replace=replace)
+
+
+def layer(name: str, **options) -> Layer:
+    """Build a registered layer by name, e.g. ``layer("dense", features=16, activation="tanh")``."""
+    return LAYERS.get(name).make(**options)
+
+
+def _batch_axes(x) -> tuple[int, ...]:
+    return tuple(range(x.ndim - 1))
+
+
+def dense(features: int, activation: str = "identity") -> Layer:
+    """a = act(z), z = w x + b with w of shape (features, d_in): the notes' layer A = a(XW + b)."""
+    if not isinstance(features, int) or features < 1:
+        raise ConfigError(f"dense features must be a positive int, got {features!r}")
+    act = get_activation(activation)
+
+    def init(key, d_in):
+        std = math.sqrt(2.0 / d_in) if act.init == "he" else math.sqrt(2.0 / (d_in + features))  # He / Glorot
+        w = std * jax.random.normal(key, (features, d_in))
+        return features, {"w": w, "b": jnp.zeros((features,), w.dtype)}
+
+    def forward(params, x):
+        z = x @ params["w"].T + params["b"]  # z = w x + b
+        a = act.forward(z)
+        return a, (x, z, a)
+
+    def backward(params, cache, g):
+        x, z, a = cache
+        dz = act.backward(z, a, g)  # dJ/dz = dJ/da * da/dz
+        axes = _batch_axes(dz)
+        dw = jnp.tensordot(dz, x, axes=(axes, axes))  # dJ/dw = sum_i dz_i x_i^T
+        db = jnp.sum(dz, axis=axes)  # dJ/db = sum_i dz_i
+        dx = dz @ params["w"]  # dJ/dx = w^T dz
+        return {"w": dw, "b": db}, dx
+
+    return Layer(init, forward, backward)
+
+
+def layer_norm(eps: float = 1e-5) -> Layer:
+    """y = scale * xhat + offset, xhat = (x - mean(x)) / sqrt(var(x) + eps) over the feature axis."""
+
+    def init(key, d_in):
+        del key
+        return d_in, {"scale": jnp.ones((d_in,)), "offset": jnp.zeros((d_in,))}
+
+    def forward(params, x):
+        centred = x - jnp.mean(x, axis=-1, keepdims=True)
+        inv_std = jax.lax.rsqrt(jnp.mean(centred**2, axis=-1, keepdims=True) + eps)
+        xhat = centred * inv_std
+        return params["scale"] * xhat + params["offset"], (xhat, inv_std)
+
+    def backward(params, cache, g):
+        xhat, inv_std = cache
+        axes = _batch_axes(g)
+        grads = {"scale": jnp.sum(g * xhat, axis=axes), "offset": jnp.sum(g, axis=axes)}  # dJ/dscale, dJ/doffset
+        gx = g * params["scale"]  # dJ/dxhat
+        # dJ/dx = inv_std * (gx - mean(gx) - xhat * mean(gx * xhat))
+        dx = inv_std * (gx - jnp.mean(gx, -1, keepdims=True) - xhat * jnp.mean(gx * xhat, -1, keepdims=True))
+        return grads, dx
+
+    return Layer(init, forward, backward)
+
+
+register_layer("dense", dense, example={"features": 3, "activation": "tanh"})
+register_layer("layer_norm", layer_norm, example={})

@@ -1,0 +1,93 @@
+"""Loss plugins, each fused with its output nonlinearity and written for ONE example.
+
+``value(z, y) -> scalar`` and ``backward(z, y) -> dJ/dz``, with z the last layer's
+pre-activation (k,) and y the target (k,). All three built-ins share the notes' shortcut
+dJ/dz = a - y. ``link(z) -> a`` is the fused nonlinearity, ``encode(y, k) -> (n, k)``
+turns a user's labels into float targets at the boundary.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from ._errors import ShapeError
+from ._registry import Registry
+from ._validate import check_int_labels, check_shape
+
+
+def float_targets(y, k: int) -> jax.Array:
+    """(n, k) float targets as given; (n,) is accepted when k == 1."""
+    y = jnp.asarray(y)
+    if y.ndim == 1 and k == 1:
+        y = y[:, None]
+    check_shape("y", y, (None, k), f"one row of {k} float target(s) per example")
+    return y.astype(jnp.result_type(float))
+
+
+class Loss(NamedTuple):
+    """A per-example loss J(z, y) with dJ/dz = backward(z, y); a = link(z) is the prediction."""
+
+    value: Callable[[jax.Array, jax.Array], jax.Array]
+    backward: Callable[[jax.Array, jax.Array], jax.Array]
+    link: Callable[[jax.Array], jax.Array] = lambda z: z
+    encode: Callable[[jax.Array, int], jax.Array] = float_targets
+
+
+LOSSES: Registry[Loss] = Registry("loss", "jaxbp.register_loss(name, value=..., backward=...)")
+
+
+def register_loss(name, *, value, backward, link=None, encode=None, replace=False) -> Loss:
+    """Register a per-example loss: ``value(z, y) -> scalar``, ``backward(z, y) -> dJ/dz``."""
+    loss = Loss(value, backward, link or (lambda z: z), encode or float_targets)
+    return LOSSES.register(name, loss, replace=replace)
+
+
+def get_loss(name: str) -> Loss:
+    return LOSSES.get(name)
+
+
+def _class_targets(y, k: int) -> jax.Array:
+    """Int labels (n,) -> one-hot (n, k); (n, k) probabilities pass through."""
+    y = jnp.asarray(y)
+    if y.ndim == 1 and jnp.issubdtype(y.dtype, jnp.integer):
+        check_int_labels(y, k)
+        return jax.nn.one_hot(y, k, dtype=jnp.result_type(float))
+    if y.ndim == 1:
+        raise ShapeError(f"softmax_cross_entropy labels of shape {y.shape} must be ints 0..{k - 1}, got dtype {y.dtype}")
+    return float_targets(y, k)
+
+
+def _binary_targets(y, k: int) -> jax.Array:
+    """0/1 labels (n,) or (n, 1) -> (n, 1) floats."""
+    y = jnp.asarray(y)
+    if y.ndim == 1:
+        y = y[:, None]
+    if jnp.issubdtype(y.dtype, jnp.integer):
+        check_int_labels(y, 2)
+    return float_targets(y, k)
+
+
+register_loss(
+    "binary_cross_entropy",
+    # J = -(y log a + (1 - y) log(1 - a)) with a = sigma(z), as log-sigmoids: softplus(z) - y z
+    value=lambda z, y: jnp.sum(jax.nn.softplus(z) - y * z),
+    # dJ/dz = a - y, written as (1 - y) sigma(z) - y sigma(-z) so it does not round to 0 in float32
+    backward=lambda z, y: (1 - y) * jax.nn.sigmoid(z) - y * jax.nn.sigmoid(-z),
+    link=jax.nn.sigmoid,
+    encode=_binary_targets,
+)
+register_loss(
+    "softmax_cross_entropy",
+    value=lambda z, y: -jnp.sum(y * jax.nn.log_softmax(z)),  # J = -sum_k y_k log a_k, a = softmax(z)
+    backward=lambda z, y: jax.nn.softmax(z) - y,  # dJ/dz = a - y
+    link=jax.nn.softmax,
+    encode=_class_targets,
+)
+register_loss(
+    "mse",
+    value=lambda z, y: 0.5 * jnp.sum((z - y) ** 2),  # J = 1/2 ||a - y||^2, a = z
+    backward=lambda z, y: z - y,  # dJ/dz = a - y
+)

@@ -1,0 +1,125 @@
+"""Networks: layers chained forward, then walked back in reverse with their hand-written backwards.
+
+The batched form is the notes' matrix rule: dJ/dZ = (A - Y) / n at the output, then each
+dense layer gives dJ/dW = dZ^T X -- no per-example weight gradient is ever built.
+The per-example form is the notes' single-point rule ``dw = (a - y) x^T``, vmapped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+
+from ._errors import ConfigError, ShapeError
+from ._layers import Layer, dense
+from ._losses import get_loss
+from ._validate import check_batch, check_inputs
+
+Params = Any  # a list with one pytree per layer
+
+
+class Model(NamedTuple):
+    """A network as pure functions. ``loss`` is plain JAX, so ``jax.grad(model.loss)`` is the reference."""
+
+    init: Callable[[jax.Array], Params]
+    apply: Callable[[Params, jax.Array], jax.Array]  # (n, d) -> (n, k) output pre-activations
+    predict: Callable[[Params, jax.Array], jax.Array]  # link(apply): probabilities or values
+    loss: Callable[[Params, jax.Array, jax.Array], jax.Array]  # mean over the batch
+    value_and_grad: Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params]]
+    per_example_grads: Callable[[Params, jax.Array, jax.Array], Params]
+    targets: Callable[[jax.Array], jax.Array]  # labels -> (n, k) float targets, checked
+    d_in: int
+    d_out: int
+    loss_name: str
+
+
+def _output_size(layer: Layer, d_in: int) -> int:
+    """Run ``layer.init`` abstractly (no arrays are made) to read its output size."""
+    sizes = []
+    jax.eval_shape(lambda key: sizes.append(layer.init(key, d_in)[0]), jax.random.key(0))
+    return sizes[0]
+
+
+def network(d_in: int, layers: Sequence[Layer], loss: str) -> Model:
+    """Chain ``layers`` on inputs of ``d_in`` features; the last layer's output feeds ``loss``."""
+    layers = tuple(layers)
+    loss_name, loss = loss, get_loss(loss)
+    if not layers:
+        raise ConfigError("a network needs at least one layer")
+    d_out = d_in
+    for layer in layers:
+        d_out = _output_size(layer, d_out)
+
+    def init(key):
+        params, d = [], d_in
+        for layer, layer_key in zip(layers, jax.random.split(key, len(layers))):
+            d, p = layer.init(layer_key, d)
+            params.append(p)
+        return params
+
+    def forward(params, x):
+        if len(params) != len(layers):
+            raise ShapeError(f"params has {len(params)} entries but the network has {len(layers)} layers; use model.init")
+        caches = []
+        for layer, p in zip(layers, params):
+            x, cache = layer.forward(p, x)
+            caches.append(cache)
+        return x, caches
+
+    def backward(params, caches, dz):
+        grads = []
+        for layer, p, cache in zip(reversed(layers), reversed(params), reversed(caches)):
+            g, dz = layer.backward(p, cache, dz)  # chain rule, one layer back
+            grads.append(g)
+        return grads[::-1]
+
+    def targets(y):
+        return loss.encode(y, d_out)
+
+    def apply(params, x):
+        check_inputs(x, d_in)
+        return forward(params, x)[0]
+
+    def predict(params, x):
+        return loss.link(apply(params, x))
+
+    def mean_loss(params, x, y):
+        check_batch(x, y, d_in)
+        z = forward(params, x)[0]
+        return jnp.mean(jax.vmap(loss.value)(z, targets(y)))
+
+    def value_and_grad(params, x, y):
+        check_batch(x, y, d_in)
+        t = targets(y)
+        z, caches = forward(params, x)
+        value = jnp.mean(jax.vmap(loss.value)(z, t))
+        dz = jax.vmap(loss.backward)(z, t) / x.shape[0]  # dJ/dZ = (A - Y) / n
+        return value, backward(params, caches, dz)
+
+    def single_example_grads(params, x, t):
+        z, caches = forward(params, x)
+        return backward(params, caches, loss.backward(z, t))  # dw = (a - y) x^T, layer by layer
+
+    def per_example_grads(params, x, y):
+        check_batch(x, y, d_in)
+        return jax.vmap(single_example_grads, in_axes=(None, 0, 0))(params, x, targets(y))
+
+    return Model(init, apply, predict, mean_loss, value_and_grad, per_example_grads, targets, d_in, d_out, loss_name)
+
+
+def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: str = "softmax_cross_entropy") -> Model:
+    """A multi-layer perceptron ``sizes = [d, h1, ..., k]``; ``activation`` is one name or one per hidden layer."""
+    sizes = list(sizes)
+    if len(sizes) < 2 or not all(isinstance(s, int) and s > 0 for s in sizes):
+        raise ConfigError(f"sizes must be >= 2 positive ints [d_in, hidden..., d_out], got {sizes!r}")
+    hidden = len(sizes) - 2
+    activations = [activation] * hidden if isinstance(activation, str) else list(activation)
+    if len(activations) != hidden:
+        raise ConfigError(
+            f"activation lists one name per hidden layer: sizes {sizes} has {hidden} hidden layer(s), "
+            f"got {len(activations)} name(s)"
+        )
+    layers = [dense(s, a) for s, a in zip(sizes[1:-1], activations)] + [dense(sizes[-1])]
+    return network(sizes[0], layers, loss)

@@ -1,0 +1,79 @@
+"""Name -> plugin registries, one per kind, plus third-party plugins from entry points.
+
+An installed package adds plugins by declaring, in its pyproject.toml::
+
+    [project.entry-points."jaxbp.plugins"]
+    my_plugins = "my_package.jaxbp_plugins:register"
+
+where ``register()`` takes no arguments and calls ``jaxbp.register_activation`` etc.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from typing import Generic, TypeVar
+
+from ._errors import JaxbpError, UnknownPluginError
+
+ENTRY_POINT_GROUP = "jaxbp.plugins"
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """A dict of plugins of one kind. Lookups of unknown names list the known ones."""
+
+    def __init__(self, kind: str, how_to_add: str):
+        self.kind = kind
+        self.how_to_add = how_to_add
+        self._plugins: dict[str, T] = {}
+
+    def register(self, name: str, plugin: T, *, replace: bool = False) -> T:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise JaxbpError(f"{self.kind} name must be an identifier-like string, got {name!r}")
+        if name in self._plugins and not replace:
+            raise JaxbpError(
+                f"{self.kind} {name!r} is already registered; pick another name "
+                f"or pass replace=True to overwrite it"
+            )
+        self._plugins[name] = plugin
+        return plugin
+
+    def unregister(self, name: str) -> None:
+        self.get(name)
+        del self._plugins[name]
+
+    def get(self, name: str) -> T:
+        if name not in self._plugins:
+            load_entry_points()
+        if name not in self._plugins:
+            raise UnknownPluginError(
+                f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.names())}. "
+                f"Add one with {self.how_to_add}"
+            )
+        return self._plugins[name]
+
+    def names(self) -> tuple[str, ...]:
+        load_entry_points()
+        return tuple(sorted(self._plugins))
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._plugins
+
+
+_loaded_entry_points: set[str] = set()
+
+
+def load_entry_points() -> tuple[str, ...]:
+    """Call every ``jaxbp.plugins`` entry point once; returns the names loaded so far."""
+    for entry_point in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry_point.name in _loaded_entry_points:
+            continue
+        _loaded_entry_points.add(entry_point.name)
+        try:
+            entry_point.load()()
+        except Exception as error:  # a broken third-party plugin must not hide the cause
+            raise JaxbpError(
+                f"plugin entry point {entry_point.name!r} ({entry_point.value}) failed: "
+                f"{type(error).__name__}: {error}. Fix or uninstall the package that provides it."
+            ) from error
+    return tuple(sorted(_loaded_entry_points))

@@ -1,0 +1,229 @@
+"""The proof: every hand-written backward against ``jax.grad`` and float64 central differences.
+
+This is the only module of the library that calls ``jax.grad``: here it is the reference.
+Relative errors are per leaf: ``max|a - r| / max(max|a|, max|r|)`` against ``jax.grad``, and
+the CS231n per-coordinate ``|a - f| / max(|a|, |f|)`` against finite differences ``f``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.flatten_util import ravel_pytree
+
+from ._activations import ACTIVATIONS
+from ._errors import JaxbpError
+from ._layers import LAYERS
+from ._losses import LOSSES
+from ._network import Model, mlp
+
+GRAD_TOL = 1e-10  # vs jax.grad, float64
+FD_BAND_SMOOTH = 1e-7  # CS231n: relative error <= 1e-7 where the function is smooth
+FD_BAND_KINK = 1e-4  # ... and <= 1e-4 near a kink (relu)
+PER_EXAMPLE_TOL = 1e-12  # mean of per-example grads vs the batched matrix form
+FD_STEP_SMOOTH = 1e-3  # 5-point central stencil, truncation error O(h^4)
+FD_STEP_KINK = 1e-6  # small enough that a step rarely straddles a relu kink
+FD_SAMPLES = 6  # coordinates sampled per leaf
+FD_FLOOR = 1e-9  # |gradient| below this (relative to the leaf's max) counts as zero for the FD ratio
+KINDS = ("activation", "loss", "layer")
+
+
+class CheckRow(NamedTuple):
+    subject: str  # e.g. "activation:tanh"
+    leaf: str  # e.g. "[0]['w']"
+    vs_grad: float  # relative error against jax.grad
+    vs_fd: float  # worst relative error over the sampled finite-difference coordinates
+    fd_band: float
+    vs_per_example: float = math.nan  # mean(per-example) vs batched, networks only
+
+    @property
+    def ok(self) -> bool:
+        per_example_ok = math.isnan(self.vs_per_example) or self.vs_per_example <= PER_EXAMPLE_TOL
+        return self.vs_grad <= GRAD_TOL and self.vs_fd <= self.fd_band and per_example_ok
+
+
+class CheckReport(NamedTuple):
+    rows: tuple[CheckRow, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(row.ok for row in self.rows)
+
+    @property
+    def failures(self) -> tuple[CheckRow, ...]:
+        return tuple(row for row in self.rows if not row.ok)
+
+    def __str__(self) -> str:
+        width = max([len(r.subject) for r in self.rows] + [7])
+        lines = [f"{'subject':<{width}}  {'leaf':<16} {'vs jax.grad':>11} {'vs fin.diff':>11} {'band':>7} {'per-ex':>8}  ok"]
+        for r in self.rows:
+            per_example = "" if math.isnan(r.vs_per_example) else f"{r.vs_per_example:.1e}"
+            lines.append(
+                f"{r.subject:<{width}}  {r.leaf:<16} {r.vs_grad:>11.1e} {r.vs_fd:>11.1e} {r.fd_band:>7.0e} "
+                f"{per_example:>8}  {'ok' if r.ok else 'FAIL'}"
+            )
+        lines.append(f"{len(self.rows)} leaves checked, {len(self.failures)} failed")
+        return "\n".join(lines)
+
+
+def merge(reports) -> CheckReport:
+    return CheckReport(tuple(itertools.chain.from_iterable(r.rows for r in reports)))
+
+
+def relative_error(analytic, reference) -> float:
+    """Normwise: max|a - r| / max(max|a|, max|r|); inf when the shapes differ."""
+    a, r = np.asarray(analytic, np.float64), np.asarray(reference, np.float64)
+    if a.shape != r.shape:
+        return math.inf
+    scale = max(np.max(np.abs(a), initial=0.0), np.max(np.abs(r), initial=0.0))
+    return 0.0 if scale == 0 else float(np.max(np.abs(a - r)) / scale)
+
+
+def _finite_differences(f, primal, analytic, seed: int, step: float) -> list[float]:
+    """Worst CS231n relative error per leaf over up to FD_SAMPLES central differences per leaf.
+
+    f'(x) ~ (f(x - 2h) - 8 f(x - h) + 8 f(x + h) - f(x + 2h)) / 12h.
+    """
+    flat, unravel = ravel_pytree(primal)
+    sizes = [leaf.size for leaf in jax.tree.leaves(primal)]
+    offsets = np.cumsum([0] + sizes[:-1])
+    rng = np.random.default_rng(seed)
+    picks = [rng.choice(size, size=min(size, FD_SAMPLES), replace=False) for size in sizes]
+    index = np.concatenate([offset + p for offset, p in zip(offsets, picks)])
+    h = jnp.zeros((len(index), flat.size), flat.dtype).at[np.arange(len(index)), index].set(step)
+    f_flat = jax.jit(jax.vmap(lambda v: f(unravel(v))))
+    fd = (f_flat(flat - 2 * h) - 8 * f_flat(flat - h) + 8 * f_flat(flat + h) - f_flat(flat + 2 * h)) / (12 * step)
+    fd = np.asarray(fd, np.float64)
+    errors = []
+    for p, fd_leaf, an_leaf in zip(picks, np.split(fd, np.cumsum([len(p) for p in picks])[:-1]), jax.tree.leaves(analytic)):
+        an_leaf = np.asarray(an_leaf, np.float64).reshape(-1)
+        an = an_leaf[p]
+        floor = FD_FLOOR * np.max(np.abs(an_leaf), initial=0.0)
+        denominator = np.maximum(np.maximum(np.abs(an), np.abs(fd_leaf)), floor)
+        ratio = np.abs(an - fd_leaf) / np.where(denominator > 0, denominator, 1.0)
+        errors.append(float(np.max(ratio, initial=0.0)))
+    return errors
+
+
+def compare(subject: str, f: Callable[[Any], jax.Array], primal, analytic, *, smooth: bool, seed: int = 0,
+            per_example=None) -> CheckReport:
+    """Check ``analytic`` (a pytree like ``primal``) against ``jax.grad(f)(primal)`` and finite differences."""
+    reference = jax.jit(jax.grad(f))(primal)
+    paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(primal)[0]]
+    ref_leaves, an_leaves = jax.tree.leaves(reference), jax.tree.leaves(analytic)
+    if jax.tree.structure(reference) != jax.tree.structure(analytic):
+        return CheckReport(tuple(CheckRow(subject, p or "(all)", math.inf, math.inf, 0.0) for p in paths))
+    shapes_match = all(jnp.shape(a) == jnp.shape(r) for a, r in zip(an_leaves, ref_leaves))
+    band, step = (FD_BAND_SMOOTH, FD_STEP_SMOOTH) if smooth else (FD_BAND_KINK, FD_STEP_KINK)
+    fd_errors = _finite_differences(f, primal, analytic, seed, step) if shapes_match else [math.inf] * len(paths)
+    per_ex = jax.tree.leaves(per_example) if per_example is not None else [None] * len(paths)
+    rows = tuple(
+        CheckRow(subject, path or "(input)", relative_error(a, r), fd, band,
+                 math.nan if pe is None else relative_error(np.mean(np.asarray(pe), axis=0), a))
+        for path, a, r, fd, pe in zip(paths, an_leaves, ref_leaves, fd_errors, per_ex)
+    )
+    return CheckReport(rows)
+
+
+def _random(key, shape, scale=1.0):
+    return scale * jax.random.normal(key, shape)
+
+
+def _check_activation(name: str, seed: int) -> CheckReport:
+    act = ACTIVATIONS.get(name)
+    kz, kg = jax.random.split(jax.random.key(seed))
+    z, g = _random(kz, (4, 5), 2.0), _random(kg, (4, 5))
+    analytic = jax.jit(lambda z: act.backward(z, act.forward(z), g))(z)
+    return compare(f"activation:{name}", lambda z: jnp.sum(g * act.forward(z)), z, analytic, smooth=act.smooth, seed=seed)
+
+
+def _check_loss(name: str, seed: int) -> CheckReport:
+    loss = LOSSES.get(name)
+    kz, ky = jax.random.split(jax.random.key(seed))
+    z = _random(kz, (3,), 3.0)
+    soft = jax.nn.softmax(_random(ky, (3,)))
+    reports = [
+        compare(f"loss:{name} ({kind} y)", lambda z, y=y: loss.value(z, y), z, loss.backward(z, y), smooth=True, seed=seed)
+        for kind, y in (("soft", soft), ("one-hot", jax.nn.one_hot(1, 3, dtype=z.dtype)))
+    ]
+    return merge(reports)
+
+
+def _check_layer(name: str, seed: int) -> CheckReport:
+    plugin = LAYERS.get(name)
+    layer = plugin.make(**plugin.example)
+    kp, kn, kx, kg = jax.random.split(jax.random.key(seed), 4)
+    _, params = layer.init(kp, 4)
+    params = jax.tree.map(lambda p, k: p + _random(k, p.shape, 0.3), params, _split_like(kn, params))
+    x = _random(kx, (5, 4))
+    y, cache = layer.forward(params, x)
+    g = _random(kg, y.shape)
+    dparams, dx = layer.backward(params, cache, g)
+    f = lambda primal: jnp.sum(g * layer.forward(primal[0], primal[1])[0])
+    return compare(f"layer:{name}", f, (params, x), (dparams, dx), smooth=plugin.smooth, seed=seed)
+
+
+def _split_like(key, tree):
+    leaves, treedef = jax.tree.flatten(tree)
+    return jax.tree.unflatten(treedef, list(jax.random.split(key, max(len(leaves), 1)))[: len(leaves)])
+
+
+def example_labels(model: Model, key, n: int):
+    """Int class labels when the model's loss takes them, float (n, k) targets otherwise."""
+    labels = jax.random.randint(key, (n,), 0, max(model.d_out, 2))
+    try:
+        model.targets(labels)
+        return labels
+    except JaxbpError:
+        return jax.random.uniform(key, (n, model.d_out))
+
+
+def check_model(model: Model, *, smooth: bool = False, n: int = 8, seed: int = 0, name: str = "network") -> CheckReport:
+    """value_and_grad vs jax.grad(model.loss), finite differences, and mean(per_example_grads), in float64."""
+    with jax.enable_x64(True):
+        kp, kn, kx, ky = jax.random.split(jax.random.key(seed), 4)
+        params = model.init(kp)
+        params = jax.tree.map(lambda p, k: p + _random(k, p.shape, 0.1), params, _split_like(kn, params))
+        x, y = _random(kx, (n, model.d_in)), example_labels(model, ky, n)
+        value, grads = jax.jit(model.value_and_grad)(params, x, y)
+        per_example = jax.jit(model.per_example_grads)(params, x, y)
+        report = compare(name, lambda p: model.loss(p, x, y), params, grads, smooth=smooth, seed=seed, per_example=per_example)
+        value_error = relative_error(value, jax.jit(model.loss)(params, x, y))
+        return CheckReport(report.rows + (CheckRow(name, "J (loss value)", value_error, 0.0, 0.0),))
+
+
+def network_suite() -> list[tuple[str, Model, bool]]:
+    """Depths 1..6 for each loss, hidden activations mixed by cycling through the registry."""
+    activations, suite = ACTIVATIONS.names(), []
+    for depth, (i, loss) in itertools.product(range(1, 7), enumerate(LOSSES.names())):
+        k = 1 if loss == "binary_cross_entropy" else 3
+        sizes = [3, 5, 4, 6, 5, 4][:depth] + [k]
+        acts = [activations[(depth + i + j) % len(activations)] for j in range(depth - 1)]
+        smooth = all(ACTIVATIONS.get(a).smooth for a in acts)
+        suite.append((f"mlp{sizes} {','.join(acts) or '-'} {loss}", mlp(sizes, acts, loss), smooth))
+    return suite
+
+
+def plugin_names() -> dict[str, tuple[str, ...]]:
+    return {"activation": ACTIVATIONS.names(), "loss": LOSSES.names(), "layer": LAYERS.names()}
+
+
+def check_plugin(kind: str, name: str, *, seed: int = 0) -> CheckReport:
+    """Check one registered plugin by kind ("activation", "loss", "layer") and name, in float64."""
+    checks = {"activation": _check_activation, "loss": _check_loss, "layer": _check_layer}
+    if kind not in checks:
+        raise JaxbpError(f"unknown plugin kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    with jax.enable_x64(True):
+        return checks[kind](name, seed)
+
+
+def check_all(*, seed: int = 0) -> CheckReport:
+    """Every registered plugin, then the network suite."""
+    reports = [check_plugin(kind, name, seed=seed) for kind, names in plugin_names().items() for name in names]
+    reports += [check_model(model, smooth=smooth, seed=seed, name=name) for name, model, smooth in network_suite()]
+    return merge(reports)

@@ -1,0 +1,50 @@
+"""The ``jaxbp`` command line: ``jaxbp check``, ``jaxbp train``, ``jaxbp bench``.
+
+Each subcommand lives in its own module with ``add_arguments(parser)`` and ``run(args) -> int``.
+Errors are printed as one readable line (never a raw traceback); ``JAXBP_DEBUG=1`` shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from ._errors import JaxbpError
+
+COMMANDS = {
+    "check": ("jaxbp._cli_check", "prove every registered plugin and a suite of networks equal to jax.grad"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="jaxbp", description="Hand-written backpropagation in JAX, checked against jax.grad.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        command = importlib.import_module(module)
+        command.add_arguments(sub)
+        sub.set_defaults(run=command.run)
+    return parser
+
+
+def main(argv=None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.run(args)
+    except JaxbpError as error:
+        print(f"jaxbp: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("jaxbp: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # the CLI never shows a raw traceback
+        if os.environ.get("JAXBP_DEBUG"):
+            raise
+        print(f"jaxbp: internal error: {type(error).__name__}: {error} (rerun with JAXBP_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

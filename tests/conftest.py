@@ -1,0 +1,26 @@
+"""Float64 by default, so gradient checks can be tight; float32 tests cast explicitly."""
+
+import copy
+
+import jax
+import pytest
+
+jax.config.update("jax_enable_x64", True)
+
+from jaxbp._activations import ACTIVATIONS  # noqa: E402
+from jaxbp._layers import LAYERS  # noqa: E402
+from jaxbp._losses import LOSSES  # noqa: E402
+
+
+@pytest.fixture
+def restore_registries():
+    """Undo any plugin registered inside a test."""
+    saved = [(registry, copy.copy(registry._plugins)) for registry in (ACTIVATIONS, LOSSES, LAYERS)]
+    yield
+    for registry, plugins in saved:
+        registry._plugins = plugins
+
+
+@pytest.fixture
+def key():
+    return jax.random.key(0)
