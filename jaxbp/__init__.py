@@ -23,6 +23,12 @@ from ._network import Model as Model
 from ._network import mlp as mlp
 from ._network import network as network
 from ._registry import load_entry_points as load_entry_points
+from ._train import evaluate as evaluate
+from ._train import init_replicas as init_replicas
+from ._train import make_replica_step as make_replica_step
+from ._train import make_scan_step as make_scan_step
+from ._train import make_train_step as make_train_step
+from ._train import train_step_fn as train_step_fn
 from .checking import CheckReport as CheckReport
 from .checking import check_all as check_all
 from .checking import check_model as check_model

@@ -28,7 +28,8 @@ class Model(NamedTuple):
     predict: Callable[[Params, jax.Array], jax.Array]  # link(apply): probabilities or values
     loss: Callable[[Params, jax.Array, jax.Array], jax.Array]  # mean over the batch
     value_and_grad: Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params]]
-    per_example_grads: Callable[[Params, jax.Array, jax.Array], Params]
+    per_example_grads: Callable[[Params, jax.Array, jax.Array], Params]  # each leaf gains a leading n axis
+    per_example_value_and_grad: Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params]]  # (n,) losses too
     targets: Callable[[jax.Array], jax.Array]  # labels -> (n, k) float targets, checked
     d_in: int
     d_out: int
@@ -98,15 +99,19 @@ def network(d_in: int, layers: Sequence[Layer], loss: str) -> Model:
         dz = jax.vmap(loss.backward)(z, t) / x.shape[0]  # dJ/dZ = (A - Y) / n
         return value, backward(params, caches, dz)
 
-    def single_example_grads(params, x, t):
+    def single_example(params, x, t):
         z, caches = forward(params, x)
-        return backward(params, caches, loss.backward(z, t))  # dw = (a - y) x^T, layer by layer
+        return loss.value(z, t), backward(params, caches, loss.backward(z, t))  # dw = (a - y) x^T, layer by layer
+
+    def per_example_value_and_grad(params, x, y):
+        check_batch(x, y, d_in)
+        return jax.vmap(single_example, in_axes=(None, 0, 0))(params, x, targets(y))
 
     def per_example_grads(params, x, y):
-        check_batch(x, y, d_in)
-        return jax.vmap(single_example_grads, in_axes=(None, 0, 0))(params, x, targets(y))
+        return per_example_value_and_grad(params, x, y)[1]
 
-    return Model(init, apply, predict, mean_loss, value_and_grad, per_example_grads, targets, d_in, d_out, loss_name)
+    return Model(init, apply, predict, mean_loss, value_and_grad, per_example_grads, per_example_value_and_grad,
+                 targets, d_in, d_out, loss_name)
 
 
 def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: str = "softmax_cross_entropy") -> Model:
