@@ -1,6 +1,6 @@
 """jaxbp: backpropagation written by hand in JAX, proven equal to ``jax.grad``."""
 
-# DATASETS_PENDING
+from . import datasets as datasets
 from ._activations import Activation as Activation
 from ._activations import get_activation as get_activation
 from ._activations import register_activation as register_activation

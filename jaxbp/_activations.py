@@ -90,6 +90,7 @@ register_activation(
     "elu",
     forward=lambda z: jnp.where(z > 0, z, jnp.expm1(jnp.minimum(z, 0))),
     backward=lambda z, a, g: jnp.where(z > 0, g, g * jnp.exp(jnp.minimum(z, 0))),  # da/dz = 1 or e^z
+    smooth=False,  # C1, but d2a/dz2 jumps at 0: wide finite-difference stencils straddling 0 are off by O(h)
     init="he",
 )
 register_activation(

