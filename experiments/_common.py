@@ -1,0 +1,204 @@
+"""Shared helpers for the experiment scripts: command line, log, results JSON, batches, training loops, plots.
+
+Each experiment reads top to bottom with these as its vocabulary. Gradients always come from
+jaxbp's hand-written backward (``jaxbp.train_step_fn`` / ``make_scan_step``), never ``jax.grad``.
+
+``python experiments/_common.py`` prints the README results table from the committed JSON files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import matplotlib
+import numpy as np
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+import jaxbp  # noqa: E402
+import jaxbp.datasets  # noqa: E402,F401  (jaxbp.datasets before jaxbp/__init__ re-exports it)
+
+RESULTS = Path(__file__).resolve().parent / "results"
+DPI = 100
+CMAP = "coolwarm"
+
+
+# --- command line, log, results -----------------------------------------------------------
+
+
+def default_out(script: str) -> Path:
+    """experiments/results/<script name>/"""
+    return RESULTS / Path(script).stem
+
+
+def run_cli(main: Callable, script: str, doc: str) -> None:
+    """``python experiments/NN_name.py [--smoke] [--out DIR]``."""
+    parser = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes that finish in seconds (the test suite)")
+    parser.add_argument("--out", type=Path, default=default_out(script), help="where the JSON and figures go")
+    args = parser.parse_args()
+    main(smoke=args.smoke, out_dir=args.out)
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def check(value, op: str, bound: float) -> dict:
+    """One target: ``{"value", "target", "passed"}`` with op ">=" or "<="."""
+    value = float(value)
+    passed = value >= bound if op == ">=" else value <= bound
+    return {"value": value, "target": f"{op} {bound:g}", "passed": bool(passed)}
+
+
+def _plain(obj):
+    if isinstance(obj, (np.ndarray, jax.Array)):
+        return np.asarray(obj).tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot write {type(obj).__name__} to JSON")
+
+
+def write_results(out_dir: Path, name: str, *, smoke: bool, started: float, config: dict, results: dict,
+                  targets: dict) -> dict:
+    """Write ``<out>/<name>.json``: config, numbers, and each target with its ``passed`` boolean."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    record = {
+        "experiment": name,
+        "smoke": smoke,
+        "passed": all(t["passed"] for t in targets.values()),
+        "targets": targets,
+        "results": results,
+        "config": config,
+        "runtime_s": round(time.perf_counter() - started, 2),
+    }
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(record, indent=2, default=_plain) + "\n")
+    for key, t in targets.items():
+        log(f"target {key}: {t['value']:.6g} (want {t['target']}) {'met' if t['passed'] else 'MISSED'}")
+    log(f"wrote {path} in {record['runtime_s']:.1f} s")
+    return record
+
+
+def save_figure(fig, out_dir: Path, filename: str) -> Path:
+    path = Path(out_dir) / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    log(f"wrote {path}")
+    return path
+
+
+# --- data and training ----------------------------------------------------------------------
+
+
+def load(name: str, *, seed: int, **kwargs) -> jaxbp.datasets.Dataset:
+    data = jaxbp.datasets.load(name, key=jax.random.key(seed), **kwargs)
+    log(f"data {name}: {data.x_train.shape[0]} train / {data.x_test.shape[0]} test, "
+        f"{data.x_train.shape[1]} features, {data.num_classes} classes")
+    return data
+
+
+def classes(model: jaxbp.Model, params, x) -> jax.Array:
+    """Predicted class: argmax over k outputs, or z > 0 for one output (as ``jaxbp.evaluate``)."""
+    z = model.apply(params, x)
+    return (z[:, 0] > 0).astype(jnp.int32) if z.shape[-1] == 1 else jnp.argmax(z, axis=-1)
+
+
+def accuracy(model: jaxbp.Model, params, x, y) -> float:
+    return float(jaxbp.evaluate(model, params, x, y)[1])
+
+
+@functools.partial(jax.jit, static_argnums=3)
+def epoch_batches(key, x, y, batch_size: int):
+    """One shuffled epoch as (K, B, d) and (K, B); the ragged last batch is dropped."""
+    k = x.shape[0] // batch_size
+    order = jax.random.permutation(key, x.shape[0])[: k * batch_size]
+    return x[order].reshape(k, batch_size, -1), y[order].reshape(k, batch_size)
+
+
+def full_batch_run(model: jaxbp.Model, optimizer, steps: int, *, per_example: bool = False) -> Callable:
+    """Jitted ``(params, opt_state, x, y) -> (params, opt_state, losses (steps,))``: ``steps`` full-batch
+    steps of ``jaxbp.train_step_fn`` in one ``lax.scan``, the batch closed over instead of stacked."""
+    step = jaxbp.train_step_fn(model, optimizer, per_example=per_example)
+
+    @jax.jit
+    def run(params, opt_state, x, y):
+        def body(carry, _):
+            params, opt_state, loss = step(*carry, x, y)
+            return (params, opt_state), loss
+
+        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), None, length=steps)
+        return params, opt_state, losses
+
+    return run
+
+
+def train_epochs(model: jaxbp.Model, optimizer, data, *, seed: int, epochs: int, batch_size: int,
+                 label: str = "", log_every: int = 1) -> tuple:
+    """Minibatch training, one fused ``make_scan_step`` call per epoch; returns params and a per-epoch history."""
+    init_key, shuffle_key = jax.random.split(jax.random.key(seed))
+    params = model.init(init_key)
+    opt_state = optimizer.init(params)
+    scan_step = jaxbp.make_scan_step(model, optimizer)
+    evaluate = jax.jit(lambda p, x, y: jaxbp.evaluate(model, p, x, y))
+    history = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")}
+    for epoch in range(1, epochs + 1):
+        xs, ys = epoch_batches(jax.random.fold_in(shuffle_key, epoch), data.x_train, data.y_train, batch_size)
+        params, opt_state, _ = scan_step(params, opt_state, xs, ys)
+        train_loss, train_acc = evaluate(params, data.x_train, data.y_train)
+        test_loss, test_acc = evaluate(params, data.x_test, data.y_test)
+        for k, v in zip(history, (epoch, train_loss, train_acc, test_loss, test_acc)):
+            history[k].append(float(v))
+        if epoch % log_every == 0 or epoch == epochs:
+            log(f"{label}epoch {epoch:3d}  train loss {train_loss:.4f} acc {train_acc:.4f}  "
+                f"test loss {test_loss:.4f} acc {test_acc:.4f}")
+    return params, history
+
+
+# --- plots ----------------------------------------------------------------------------------
+
+
+def plot_boundary(ax, predict: Callable, x, y, title: str, num_classes: int, steps: int = 200) -> None:
+    """Filled class regions of ``predict(grid) -> int classes`` under the scattered points."""
+    x, y = np.asarray(x), np.asarray(y)
+    lo, hi = x.min(axis=0) - 0.5, x.max(axis=0) + 0.5
+    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], steps), np.linspace(lo[1], hi[1], steps))
+    grid = jnp.asarray(np.stack([g0.ravel(), g1.ravel()], axis=1), dtype=jnp.result_type(float))
+    regions = np.asarray(predict(grid)).reshape(g0.shape)
+    levels = np.arange(num_classes + 1) - 0.5
+    ax.contourf(g0, g1, regions, levels=levels, cmap=CMAP, alpha=0.3)
+    ax.scatter(x[:, 0], x[:, 1], c=y, cmap=CMAP, vmin=0, vmax=num_classes - 1, s=8, edgecolors="k", linewidths=0.2)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+# --- the README table -------------------------------------------------------------------------
+
+
+def results_table(root: Path = RESULTS) -> str:
+    """Markdown rows: experiment, target key, value, target, met, command."""
+    rows = ["| # | quantity | result | target (tolerance) | met | regenerate |", "|---|---|---|---|---|---|"]
+    for path in sorted(root.glob("*/*.json")):
+        record = json.loads(path.read_text())
+        name = record["experiment"]
+        for key, t in record["targets"].items():
+            rows.append(f"| {name[:2]} | {key} | {t['value']:.6g} | {t['target']} | "
+                        f"{'yes' if t['passed'] else '**no**'} | `python experiments/{name}.py` |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(results_table())
