@@ -28,7 +28,7 @@ import jaxbp.datasets  # noqa: E402,F401  (jaxbp.datasets before jaxbp/__init__ 
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DPI = 100
-CMAP = "coolwarm"
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 # --- command line, log, results -----------------------------------------------------------
@@ -177,9 +177,11 @@ def plot_boundary(ax, predict: Callable, x, y, title: str, num_classes: int, ste
     g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], steps), np.linspace(lo[1], hi[1], steps))
     grid = jnp.asarray(np.stack([g0.ravel(), g1.ravel()], axis=1), dtype=jnp.result_type(float))
     regions = np.asarray(predict(grid)).reshape(g0.shape)
+    cmap = matplotlib.colors.ListedColormap(COLORS[:num_classes])
     levels = np.arange(num_classes + 1) - 0.5
-    ax.contourf(g0, g1, regions, levels=levels, cmap=CMAP, alpha=0.3)
-    ax.scatter(x[:, 0], x[:, 1], c=y, cmap=CMAP, vmin=0, vmax=num_classes - 1, s=8, edgecolors="k", linewidths=0.2)
+    ax.contourf(g0, g1, regions, levels=levels, cmap=cmap, alpha=0.25)
+    ax.scatter(x[:, 0], x[:, 1], c=y, cmap=cmap, vmin=-0.5, vmax=num_classes - 0.5, s=8, edgecolors="k",
+               linewidths=0.2)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
