@@ -89,12 +89,12 @@ def network(d_in: int, layers: Sequence[Layer], loss: str) -> Model:
     def mean_loss(params, x, y):
         check_batch(x, y, d_in)
         z = forward(params, x)[0]
-        return jnp.mean(jax.vmap(loss.value)(z, targets(y)))
+        return jnp.mean(jax.vmap(loss.value)(z, targets(y).astype(z.dtype)))
 
     def value_and_grad(params, x, y):
         check_batch(x, y, d_in)
-        t = targets(y)
         z, caches = forward(params, x)
+        t = targets(y).astype(z.dtype)
         value = jnp.mean(jax.vmap(loss.value)(z, t))
         dz = jax.vmap(loss.backward)(z, t) / x.shape[0]  # dJ/dZ = (A - Y) / n
         return value, backward(params, caches, dz)
@@ -105,7 +105,8 @@ def network(d_in: int, layers: Sequence[Layer], loss: str) -> Model:
 
     def per_example_value_and_grad(params, x, y):
         check_batch(x, y, d_in)
-        return jax.vmap(single_example, in_axes=(None, 0, 0))(params, x, targets(y))
+        dtype = jnp.result_type(x, *jax.tree.leaves(params))
+        return jax.vmap(single_example, in_axes=(None, 0, 0))(params, x, targets(y).astype(dtype))
 
     def per_example_grads(params, x, y):
         return per_example_value_and_grad(params, x, y)[1]
