@@ -1,0 +1,132 @@
+"""Checkpoints without pickle: one ``.npz`` of named leaves plus a JSON metadata string, written atomically.
+
+A tree is stored leaf by leaf under its path name (``params.0.w``, ``opt_state.inner_state.0.trace.1.b``).
+Loading never trusts the file for structure: the tree is rebuilt from a template (the arrays
+or ``jax.ShapeDtypeStruct`` s that ``model.init`` / ``optimizer.init`` make for the same config)
+and every leaf's name, shape and dtype must match it, or ``CheckpointError`` says which.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from ._errors import CheckpointError
+
+FORMAT = "jaxbp-checkpoint"
+VERSION = 1
+
+
+class Checkpoint(NamedTuple):
+    params: Any
+    opt_state: Any
+    step: int
+    epoch: int
+    key: jax.Array  # the run key; epoch e shuffles with fold_in(key, e)
+
+
+def write_atomic(path: str, data: bytes) -> None:
+    """Write ``data`` to a temporary file beside ``path``, fsync, then ``os.replace``: all or nothing."""
+    tmp = f"{path}.tmp-{os.getpid()}"
+    try:
+        with open(tmp, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def leaf_name(path) -> str:
+    """A tree path as a dotted name: list index, dict key or NamedTuple field, joined by dots."""
+    parts = []
+    for entry in path:
+        for attr in ("name", "key", "idx"):
+            if hasattr(entry, attr):
+                parts.append(str(getattr(entry, attr)))
+                break
+        else:
+            parts.append(str(entry))
+    return ".".join(parts)
+
+
+def named_leaves(prefix: str, tree) -> dict[str, Any]:
+    return {f"{prefix}.{leaf_name(path)}" if path else prefix: leaf
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def save_trees(path: str, trees: dict, meta: dict) -> None:
+    """Save named trees (e.g. ``{"params": p, "opt_state": s}``) and ``meta`` to one .npz, atomically."""
+    arrays = {}
+    for prefix, tree in trees.items():
+        arrays.update({name: np.asarray(leaf) for name, leaf in named_leaves(prefix, tree).items()})
+    arrays["meta"] = np.array(json.dumps({"format": FORMAT, "version": VERSION, **meta}))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getvalue())
+
+
+def load_trees(path: str, templates: dict) -> tuple[dict, dict]:
+    """Read a .npz written by ``save_trees`` into the structure of ``templates``; returns (trees, meta)."""
+    fix = "restart the run (jaxbp train --out NEW_DIR) or restore the file from a backup"
+    if not os.path.isfile(path):
+        raise CheckpointError(f"no checkpoint at {path}; is this a jaxbp run folder? ({fix})")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            stored = {name: archive[name] for name in archive.files}
+        meta = json.loads(str(stored.pop("meta")))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a jaxbp checkpoint ({type(error).__name__}: "
+                              f"{error}); {fix}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise CheckpointError(f"{path} is not a {FORMAT} version {VERSION} file; {fix}")
+    trees = {}
+    for prefix, template in templates.items():
+        leaves, treedef = jax.tree_util.tree_flatten(template)
+        names = list(named_leaves(prefix, template))
+        trees[prefix] = jax.tree_util.tree_unflatten(treedef, [_leaf(path, stored, n, t) for n, t in zip(names, leaves)])
+    expected = {name for prefix, template in templates.items() for name in named_leaves(prefix, template)}
+    extra = sorted(set(stored) - expected)
+    if extra:
+        raise CheckpointError(f"{path} holds {len(extra)} leaf/leaves the config does not make ({', '.join(extra[:5])}): "
+                              f"it was written for another model or optimizer; check the run folder's config.toml")
+    return trees, meta
+
+
+def _leaf(path: str, stored: dict, name: str, template) -> np.ndarray:
+    if name not in stored:
+        raise CheckpointError(f"{path} lacks leaf {name!r} ({len(stored)} leaves stored): it was written for "
+                              f"another model or optimizer; check the run folder's config.toml")
+    value, shape, dtype = stored[name], tuple(template.shape), np.dtype(template.dtype)
+    if value.shape != shape or value.dtype != dtype:
+        hint = " (float64 needs jax_enable_x64 on, as when it was written)" if {value.dtype.kind, dtype.kind} == {"f"} else ""
+        raise CheckpointError(f"{path}: leaf {name!r} is {value.dtype}{list(value.shape)} but the config makes "
+                              f"{dtype}{list(shape)}{hint}; the checkpoint does not belong to this config")
+    return value
+
+
+def save_checkpoint(path: str, ckpt: Checkpoint) -> None:
+    """Params, optimizer state, step, epoch and run key (as ``jax.random.key_data``), atomically."""
+    meta = {"step": int(ckpt.step), "epoch": int(ckpt.epoch), "key_impl": str(jax.random.key_impl(ckpt.key))}
+    save_trees(path, {"params": ckpt.params, "opt_state": ckpt.opt_state, "key": jax.random.key_data(ckpt.key)}, meta)
+
+
+def load_checkpoint(path: str, params, opt_state, key) -> Checkpoint:
+    """Load into the structure of templates ``params``, ``opt_state`` and ``key`` (arrays or shape structs)."""
+    key_data = jax.eval_shape(jax.random.key_data, key)
+    trees, meta = load_trees(path, {"params": params, "opt_state": opt_state, "key": key_data})
+    try:
+        key = jax.random.wrap_key_data(trees["key"], impl=meta["key_impl"])
+        step, epoch = int(meta["step"]), int(meta["epoch"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path} has bad metadata ({error}); restart the run") from None
+    params, opt_state = jax.tree.map(jax.numpy.asarray, (trees["params"], trees["opt_state"]))
+    return Checkpoint(params, opt_state, step, epoch, key)

@@ -1,0 +1,68 @@
+"""``jaxbp train``: train from the built-in default, a TOML config and ``--set`` overrides, or resume a run."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from . import _runner
+from ._config import load_config, to_toml
+from ._errors import ConfigError
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", metavar="FILE.toml",
+                        help="TOML file with [data], [model], [optimizer], [train]; missing keys take the defaults "
+                             "(default: spiral, 3 classes, 2-64-64-3 relu, SGD)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config key, e.g. --set train.epochs=50 --set optimizer.name=adam (repeatable)")
+    parser.add_argument("--out", metavar="DIR", help="run folder to create (default: runs/<date>-<time>-<dataset>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run files in an existing --out folder")
+    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint up to train.epochs")
+    parser.add_argument("--print-config", action="store_true", help="print the config as TOML and exit without training")
+    parser.add_argument("--quiet", action="store_true", help="no progress output, only the final summary")
+
+
+def run(args) -> int:
+    if args.resume and (args.config or args.out or args.overwrite):
+        raise ConfigError("--resume DIR continues the run in DIR with its own config; drop --config/--out/--overwrite "
+                          "(change the length with --set train.epochs=N)")
+    if args.print_config:
+        config = load_config(os.path.join(args.resume, "config.toml") if args.resume else args.config, args.overrides)
+        print(to_toml(config), end="")
+        return 0
+    if args.resume:
+        result = _runner.resume(args.resume, overrides=args.overrides, progress=not args.quiet)
+    else:
+        config = load_config(args.config, args.overrides)
+        out = args.out or _default_out(config["data"]["name"])
+        result = _runner.train(config, out, overwrite=args.overwrite, progress=not args.quiet)
+    report(result.summary, result.run_dir)
+    return 0
+
+
+def _default_out(dataset: str) -> str:
+    stem = os.path.join("runs", f"{time.strftime('%Y%m%d-%H%M%S')}-{os.path.splitext(os.path.basename(dataset))[0]}")
+    out, number = stem, 1
+    while os.path.exists(out):
+        number += 1
+        out = f"{stem}-{number}"
+    return out
+
+
+def report(summary: dict, run_dir) -> None:
+    """The final numbers; with replicas, one row each and the spread across them."""
+    for r in summary.get("per_replica", []):
+        print(f"replica {r['replica']:>3}: lr {r['learning_rate']:<8g} seed +{r['seed_offset']:<3} "
+              f"train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.1%}  "
+              f"test loss {r['test_loss']:.4f} acc {r['test_accuracy']:.1%}")
+    for name, s in summary.get("spread", {}).items():
+        shown = (lambda v: f"{v:.1%}") if name.endswith("accuracy") else (lambda v: f"{v:.4f}")
+        print(f"spread {name:<14}: mean {shown(s['mean'])} std {shown(s['std'])} "
+              f"min {shown(s['min'])} max {shown(s['max'])}")
+    mean = " (mean over replicas)" if summary["replicas"] > 1 else ""
+    print(f"final{mean}: train loss {summary['train_loss']:.4f} acc {summary['train_accuracy']:.1%}, "
+          f"test loss {summary['test_loss']:.4f} acc {summary['test_accuracy']:.1%}")
+    print(f"{summary['epochs']} epochs, {summary['steps']} steps ({summary['dropped_per_epoch']} ragged examples dropped "
+          f"per epoch) in {summary['wall_time_s']:.1f} s, {summary['examples_per_second']:,.0f} examples/s"
+          + (f"; run folder {run_dir}" if run_dir else ""))

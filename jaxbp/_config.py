@@ -1,0 +1,260 @@
+"""Run configuration: defaults, TOML files, ``--set`` overrides, and the optimizer they name.
+
+A config is a dict of four sections of scalars and lists, the same shape as its TOML file::
+
+    [data]       dataset name and split                 -> jaxbp.datasets.load
+    [model]      hidden sizes, activation(s), loss      -> jaxbp.mlp([d, *hidden, k])
+    [optimizer]  an optax optimizer by name, its arguments, a learning-rate schedule
+    [train]      epochs, batch size, seed, replicas, checkpoints, plots
+
+``load_config`` fills every missing key from ``SCHEMA`` and type-checks the rest; a key whose
+default is None (``data.n``, ``data.noise``...) is filled in by the run from the dataset, and
+``decay_steps = 0`` becomes the run length, so a run folder's config.toml is fully resolved.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import tomllib
+
+import optax
+
+from ._errors import ConfigError
+
+# section -> key -> (default, kind); a kind is "int", "float", "bool", "str", "ints", "strs", "floats" or "a|b"
+SCHEMA = {
+    "data": {
+        "name": ("spiral", "str"), "n": (None, "int"), "test_fraction": (0.2, "float"), "noise": (None, "float"),
+        "standardize": (True, "bool"), "classes": (None, "int"), "factor": (None, "float"), "seed": (0, "int"),
+    },
+    "model": {"hidden": ([64, 64], "ints"), "activation": ("relu", "str|strs"), "loss": ("softmax_cross_entropy", "str")},
+    "optimizer": {"name": ("sgd", "str"), "learning_rate": (0.2, "float|floats"), "schedule": ("constant", "str")},
+    "train": {
+        "epochs": (60, "int"), "batch_size": (32, "int"), "seed": (0, "int"), "replicas": (1, "int"),
+        "per_example": (False, "bool"), "checkpoint_every": (10, "int"), "plots": (True, "bool"),
+    },
+}
+# optimizer name -> (optax factory, its arguments with defaults); momentum 0 means none
+OPTIMIZERS = {
+    "sgd": (optax.sgd, {"momentum": 0.0, "nesterov": False}),
+    "adam": (optax.adam, {"b1": 0.9, "b2": 0.999, "eps": 1e-8}),
+    "adamw": (optax.adamw, {"b1": 0.9, "b2": 0.999, "eps": 1e-8, "weight_decay": 1e-4}),
+    "rmsprop": (optax.rmsprop, {"decay": 0.9, "eps": 1e-8, "momentum": 0.0, "nesterov": False}),
+}
+# schedule name -> its arguments; lr(t) = learning_rate * shape(t), decay_steps = 0 means the whole run
+SCHEDULES = {
+    "constant": {},
+    "linear": {"end_factor": 0.0, "decay_steps": 0},
+    "cosine": {"end_factor": 0.0, "decay_steps": 0},
+    "warmup_cosine": {"warmup_steps": 100, "end_factor": 0.0, "decay_steps": 0},
+    "exponential": {"decay_rate": 0.1, "decay_steps": 0},
+}
+_DESCRIBE = {
+    "int": "an integer, e.g. 10", "float": "a number, e.g. 0.1", "bool": "true or false", "str": 'a string, e.g. "relu"',
+    "ints": "a list of integers, e.g. [64, 64]", "strs": 'a list of strings, e.g. ["relu", "tanh"]',
+    "floats": "a list of numbers, e.g. [0.1, 0.3]",
+}
+
+
+def load_config(source=None, overrides=()) -> dict:
+    """Defaults <- ``source`` (None, a dict, or a .toml path) <- ``overrides`` ("section.key=value")."""
+    if source is None:
+        raw = {}
+    elif isinstance(source, dict):
+        raw = copy.deepcopy(source)
+    else:
+        raw = read_toml(source)
+    for text in overrides:
+        section, key, value = parse_override(text)
+        table = raw.setdefault(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] must be a table of keys, got {table!r}")
+        table[key] = value
+    return _resolve(raw)
+
+
+def read_toml(path) -> dict:
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as file:
+            return tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path!r} not found; check the path (start from `jaxbp train --out DIR`'s "
+                          f"DIR/config.toml for a complete example)") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"config file {path!r} is not valid TOML: {error}; fix that line") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read config file {path!r}: {error}") from None
+
+
+def parse_override(text: str) -> tuple[str, str, object]:
+    """``"train.epochs=50"`` -> ("train", "epochs", 50); the value is a TOML value, or else a bare string."""
+    dotted, equals, value = str(text).partition("=")
+    parts = dotted.strip().split(".")
+    if not equals or len(parts) != 2 or not all(p.isidentifier() for p in parts):
+        raise ConfigError(f"bad --set {text!r}: use --set section.key=value, e.g. --set train.epochs=50 "
+                          f"(sections: {', '.join(SCHEMA)})")
+    try:
+        value = tomllib.loads(f"v = {value.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = value.strip()  # a bare word such as moons or relu
+    return parts[0], parts[1], value
+
+
+def known_keys(section: str, table: dict) -> dict:
+    """key -> (default, kind) for ``section``; [optimizer] adds the chosen optimizer's and schedule's arguments."""
+    keys = dict(SCHEMA[section])
+    if section == "optimizer":
+        name = _coerce("optimizer.name", table.get("name", "sgd"), "str")
+        schedule = _coerce("optimizer.schedule", table.get("schedule", "constant"), "str")
+        _check_choice("optimizer.name", name, OPTIMIZERS)
+        _check_choice("optimizer.schedule", schedule, SCHEDULES)
+        for default in (*OPTIMIZERS[name][1].items(), *SCHEDULES[schedule].items()):
+            keys[default[0]] = (default[1], type(default[1]).__name__)
+    return keys
+
+
+def _resolve(raw: dict) -> dict:
+    unknown = sorted(set(raw) - set(SCHEMA))
+    if unknown:
+        raise ConfigError(f"unknown config section(s) {', '.join(unknown)}; known sections: {', '.join(SCHEMA)}")
+    config = {}
+    for section in SCHEMA:
+        table = raw.get(section, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{section}] must be a table of keys, got {table!r}")
+        keys = known_keys(section, table)
+        extra = sorted(set(table) - set(keys))
+        if extra:
+            raise ConfigError(f"unknown key(s) {', '.join(f'{section}.{k}' for k in extra)}; "
+                              f"known keys of [{section}]: {', '.join(keys)}")
+        config[section] = {key: default if table.get(key) is None else _coerce(f"{section}.{key}", table[key], kind)
+                           for key, (default, kind) in keys.items()}
+    _check_values(config)
+    return config
+
+
+def _coerce(where: str, value, kind: str):
+    for option in kind.split("|"):
+        if option in ("int", "ints") and all(isinstance(v, int) and not isinstance(v, bool) for v in _items(value, option)):
+            return value
+        if option in ("float", "floats") and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 for v in _items(value, option)):
+            return float(value) if option == "float" else [float(v) for v in value]
+        if option == "bool" and isinstance(value, bool) or option in ("str", "strs") and all(
+                isinstance(v, str) for v in _items(value, option)):
+            return value
+    wanted = " or ".join(_DESCRIBE[option] for option in kind.split("|"))
+    raise ConfigError(f"{where} must be {wanted}; got {value!r} ({type(value).__name__})")
+
+
+def _items(value, kind: str):
+    """The elements to check: [value] for a scalar kind; the list for a list kind (a non-list fails)."""
+    if kind.endswith("s"):
+        return value if isinstance(value, list) else [object()]
+    return [value]
+
+
+def _check_choice(where: str, name: str, known) -> None:
+    if name not in known:
+        raise ConfigError(f"unknown {where} {name!r}; known: {', '.join(known)}")
+
+
+def _check_values(config: dict) -> None:
+    from . import datasets
+
+    data, train, opt = config["data"], config["train"], config["optimizer"]
+    if data["name"].endswith(".npz"):
+        data["name"] = os.path.abspath(data["name"])  # the resolved config works from any folder
+    elif data["name"] not in datasets.names():
+        raise ConfigError(f"unknown data.name {data['name']!r}; known datasets: {', '.join(datasets.names())}, "
+                          f"or a path ending in .npz")
+    for key, low in (("epochs", 1), ("batch_size", 0), ("replicas", 1), ("checkpoint_every", 0)):
+        if train[key] < low:
+            raise ConfigError(f"train.{key} must be >= {low}; got {train[key]}")
+    if any(h < 1 for h in config["model"]["hidden"]):
+        raise ConfigError(f"model.hidden must list positive layer widths; got {config['model']['hidden']}")
+    rates = learning_rates(opt)
+    if not rates or any(not rate > 0 for rate in rates):
+        raise ConfigError(f"optimizer.learning_rate must be a number > 0 or a non-empty list of them; got {rates}")
+    if isinstance(opt["learning_rate"], list) and train["replicas"] not in (1, len(rates)):
+        raise ConfigError(f"optimizer.learning_rate lists {len(rates)} rates, one replica each, but train.replicas = "
+                          f"{train['replicas']}: set train.replicas = 1 (same initial weights for every rate) "
+                          f"or {len(rates)} (a different seed for each rate too)")
+    for key in ("decay_steps", "warmup_steps"):
+        if opt.get(key, 0) < 0:
+            raise ConfigError(f"optimizer.{key} must be >= 0; got {opt[key]}")
+
+
+def learning_rates(section: dict) -> list[float]:
+    """The peak learning rate of each replica (one entry unless ``learning_rate`` is a list)."""
+    rate = section["learning_rate"]
+    return list(rate) if isinstance(rate, list) else [rate]
+
+
+def resolve_schedule(section: dict, total_steps: int) -> dict:
+    """Replace ``decay_steps = 0`` by the run length; check warmup fits inside it."""
+    section = dict(section)
+    if section.get("decay_steps") == 0:
+        section["decay_steps"] = max(int(total_steps), 1)
+    if section.get("warmup_steps", 0) >= section.get("decay_steps", 1):
+        raise ConfigError(f"optimizer.warmup_steps ({section['warmup_steps']}) must be below optimizer.decay_steps "
+                          f"({section['decay_steps']}, which counts the warmup too); lower warmup_steps")
+    return section
+
+
+def make_optimizer(section: dict) -> optax.GradientTransformation:
+    """The optax optimizer the [optimizer] section names, its learning rate injected as a hyperparameter.
+
+    ``opt_state.hyperparams["learning_rate"]`` holds the peak rate, so replicas stacked with
+    ``jax.vmap`` can each carry their own; the schedule multiplies it: lr(t) = rate * shape(t).
+    """
+    factory, defaults = OPTIMIZERS[section["name"]]
+    args = {key: section[key] for key in defaults}
+    if "momentum" in args and args["momentum"] == 0.0:
+        args["momentum"] = None  # optax's plain (momentum-free) form
+    shape = _schedule_shape(section)
+
+    def build(learning_rate):
+        rate = learning_rate if shape is None else (lambda count: learning_rate * shape(count))
+        return factory(rate, **args)
+
+    return optax.inject_hyperparams(build)(learning_rate=learning_rates(section)[0])
+
+
+def _schedule_shape(section: dict):
+    """The schedule with peak 1, or None for a constant rate."""
+    name, steps = section["schedule"], section.get("decay_steps")
+    if name == "constant":
+        return None
+    if name == "linear":
+        return optax.linear_schedule(1.0, section["end_factor"], steps)
+    if name == "cosine":
+        return optax.cosine_decay_schedule(1.0, steps, alpha=section["end_factor"])
+    if name == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, 1.0, section["warmup_steps"], steps, section["end_factor"])
+    return optax.exponential_decay(1.0, steps, section["decay_rate"])  # rate ** (t / decay_steps)
+
+
+def to_toml(config: dict) -> str:
+    """A tiny TOML writer for a config: one table per section, scalars and flat lists; None is left out."""
+    lines = []
+    for section, table in config.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items() if value is not None]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)  # float repr round-trips; inf and nan are TOML too
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")  # a TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to TOML")

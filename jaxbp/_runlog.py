@@ -1,0 +1,147 @@
+"""A run folder's files, its per-epoch metrics, the progress display and the summary.
+
+Metrics per epoch are scalars for one replica and lists (one entry per replica) for several.
+Progress is a one-line bar redrawn with \\r on a terminal, plain lines otherwise; train.log
+gets a plain line for every epoch either way.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+from ._checkpoint import write_atomic
+from ._errors import CheckpointError, ConfigError
+
+CONFIG, METRICS, SUMMARY, PARAMS, CHECKPOINT, LOG = (
+    "config.toml", "metrics.jsonl", "summary.json", "params.npz", "checkpoint.npz", "train.log")
+PLOTS = ("loss.png", "accuracy.png", "decision_boundary.png")
+RUN_FILES = (CONFIG, METRICS, SUMMARY, PARAMS, CHECKPOINT, LOG, *PLOTS)
+METRIC_NAMES = ("batch_loss", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
+
+
+def prepare_run_dir(path, overwrite: bool) -> str:
+    """Create ``path``; refuse a non-empty folder unless ``overwrite`` (then only jaxbp's run files are removed)."""
+    path = os.fspath(path)
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigError(f"--out {path} is a file, not a folder; pick a folder path for the run")
+    if os.path.isdir(path) and os.listdir(path):
+        if not overwrite:
+            raise ConfigError(f"run folder {path} already exists and is not empty; pick another --out, continue it "
+                              f"with --resume {path}, or pass --overwrite to replace its run files")
+        for name in RUN_FILES:
+            if os.path.isfile(os.path.join(path, name)):
+                os.remove(os.path.join(path, name))
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def check_run_dir(path) -> str:
+    path = os.fspath(path)
+    for name in (CONFIG, CHECKPOINT):
+        if not os.path.isfile(os.path.join(path, name)):
+            what = "no such folder" if not os.path.isdir(path) else f"it has no {name}"
+            raise CheckpointError(f"cannot resume {path}: {what}. Point --resume at a folder made by "
+                                  f"`jaxbp train --out DIR` (it holds {CONFIG} and {CHECKPOINT})")
+    return path
+
+
+def read_metrics(path: str, upto_epoch: int) -> list[dict]:
+    """The rows of metrics.jsonl up to ``upto_epoch`` (rows after a checkpoint are dropped on resume)."""
+    rows = []
+    if os.path.isfile(path):
+        with open(path, encoding="utf-8") as file:
+            for number, line in enumerate(file, 1):
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    raise CheckpointError(f"{path} line {number} is not JSON; delete the broken line(s) and resume "
+                                          f"again") from None
+                if row["epoch"] <= upto_epoch:
+                    rows.append(row)
+    return rows
+
+
+def metrics_row(epoch: int, step: int, seconds: float, metrics: dict, replicas: int) -> dict:
+    """One JSON-ready row: each metric a float, or a list of K floats for K > 1 replicas."""
+    row = {"epoch": epoch, "step": step, "time_s": round(seconds, 4)}
+    for name in METRIC_NAMES:
+        values = [float(v) for v in np.ravel(metrics[name])]
+        row[name] = values if replicas > 1 else values[0]
+    return row
+
+
+class RunLog:
+    """Writes metrics.jsonl and train.log (when there is a run folder) and shows progress."""
+
+    def __init__(self, run_dir: str | None, epochs: int, show: bool, rows: list[dict]):
+        self.epochs, self.rows, self.run_dir = epochs, list(rows), run_dir
+        self.stream = sys.stdout if show else None
+        self.tty = bool(show) and sys.stdout.isatty()
+        self.every = max(1, math.ceil(epochs / 10))
+        self.log = self.metrics = None
+        if run_dir is not None:
+            write_atomic(os.path.join(run_dir, METRICS), "".join(json.dumps(r) + "\n" for r in rows).encode())
+            self.metrics = open(os.path.join(run_dir, METRICS), "a", encoding="utf-8")
+            self.log = open(os.path.join(run_dir, LOG), "a", encoding="utf-8")
+
+    def message(self, text: str) -> None:
+        if self.stream is not None:
+            self.stream.write(("\r\033[K" if self.tty else "") + text + "\n")
+            self.stream.flush()
+        if self.log is not None:
+            self.log.write(text + "\n")
+            self.log.flush()
+
+    def epoch(self, row: dict) -> None:
+        self.rows.append(row)
+        line = describe(row, self.epochs)
+        if self.metrics is not None:
+            self.metrics.write(json.dumps(row) + "\n")
+            self.metrics.flush()
+            self.log.write(line + "\n")
+            self.log.flush()
+        if self.stream is None:
+            return
+        if self.tty:
+            filled = round(30 * row["epoch"] / self.epochs)
+            self.stream.write(f"\r\033[K[{'#' * filled}{'.' * (30 - filled)}] {line}")
+            self.stream.flush()
+        elif row["epoch"] % self.every == 0 or row["epoch"] == self.epochs:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self.rows:
+            self.stream.write("\n")
+        for file in (self.metrics, self.log):
+            if file is not None:
+                file.close()
+
+
+def describe(row: dict, epochs: int) -> str:
+    """``epoch 12/60 step 444 loss 0.0213 train acc 99.1% test acc 98.7% 1.2s`` (replica means)."""
+    mean = {name: float(np.mean(row[name])) for name in METRIC_NAMES}
+    return (f"epoch {row['epoch']}/{epochs} step {row['step']} loss {mean['batch_loss']:.4f} "
+            f"train acc {mean['train_accuracy']:.1%} test loss {mean['test_loss']:.4f} "
+            f"test acc {mean['test_accuracy']:.1%} {row['time_s']:.1f}s")
+
+
+def summarize(rows: list[dict], replicas: int, extra: dict) -> dict:
+    """Final metrics (replica means when K > 1, plus each replica and the spread across them)."""
+    last = rows[-1]
+    values = {name: np.atleast_1d(np.asarray(last[name], dtype=float)) for name in METRIC_NAMES[1:]}
+    summary = {**extra, "epochs": last["epoch"], "steps": last["step"], "replicas": replicas}
+    summary.update({name: float(np.mean(v)) for name, v in values.items()})
+    if replicas > 1:
+        summary["spread"] = {name: {"mean": float(np.mean(v)), "std": float(np.std(v)), "min": float(np.min(v)),
+                                    "max": float(np.max(v))} for name, v in values.items()}
+    return summary
+
+
+def write_json(path: str, data) -> None:
+    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())

@@ -1,0 +1,205 @@
+"""The training run behind ``jaxbp train``: config -> data, model, optimizer -> epochs -> run folder.
+
+One epoch is one jitted call: shuffle with ``fold_in(shuffle_key, epoch)``, cut ``n // B`` full
+batches (the ``n % B`` left over are DROPPED, so every step has one shape and nothing
+recompiles), run them through the fused ``lax.scan`` step, then evaluate on train and test.
+Replicas are a leading K axis on params and optimizer state, vmapped; the batches are shared.
+Replica r starts from ``fold_in(init_key, r)`` (r = 0 for all when only the learning rate varies),
+so replica 0 of any run is the run with one replica. All randomness comes from the run key
+``jax.random.key(train.seed)`` (data: ``key(data.seed)``), so resume and reruns are bit-identical.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from . import _runlog, _synthetic, datasets
+from ._checkpoint import Checkpoint, load_checkpoint, save_checkpoint, save_trees, write_atomic
+from ._config import learning_rates, load_config, make_optimizer, parse_override, resolve_schedule, to_toml
+from ._errors import ConfigError
+from ._network import Model, mlp
+from ._plots import save_plots
+from ._train import evaluate, scan_steps, train_step_fn
+
+RESUMABLE = ("train.epochs", "train.checkpoint_every", "train.plots")  # what --set may change on --resume
+
+
+class TrainResult(NamedTuple):
+    params: Any  # a leading replica axis only when there are several replicas
+    opt_state: Any
+    summary: dict
+    config: dict  # fully resolved
+    run_dir: str | None
+
+
+class Run(NamedTuple):
+    """Everything a resolved config builds."""
+
+    config: dict
+    data: datasets.Dataset
+    model: Model
+    optimizer: optax.GradientTransformation
+    init: Callable[[jax.Array], tuple[Any, Any]]  # run key -> stacked (params, opt_state)
+    epoch: Callable  # jitted (params, opt_state, shuffle_key, epoch, x, y, x_test, y_test) -> (..., metrics)
+    steps_per_epoch: int
+    replicas: int
+
+
+def epoch_batches(key: jax.Array, n: int, batch_size: int) -> jax.Array:
+    """Indices (n // B, B) of one shuffled epoch; the ragged n % B examples left over are dropped."""
+    steps = n // batch_size
+    return jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
+
+
+def make_epoch_fn(model: Model, optimizer: optax.GradientTransformation, batch_size: int, *,
+                  per_example: bool = False) -> Callable:
+    """One jitted epoch for stacked replicas: shuffle, all full batches in one scan, then evaluate."""
+    run_steps = scan_steps(train_step_fn(model, optimizer, per_example=per_example))
+
+    def one(params, opt_state, xs, ys, x, y, x_test, y_test):
+        params, opt_state, losses = run_steps(params, opt_state, xs, ys)
+        (train_loss, train_acc), (test_loss, test_acc) = evaluate(model, params, x, y), evaluate(model, params, x_test, y_test)
+        metrics = {"batch_loss": jnp.mean(losses), "train_loss": train_loss, "train_accuracy": train_acc,
+                   "test_loss": test_loss, "test_accuracy": test_acc}
+        return params, opt_state, metrics
+
+    def epoch(params, opt_state, shuffle_key, index, x, y, x_test, y_test):
+        order = epoch_batches(jax.random.fold_in(shuffle_key, index), x.shape[0], batch_size)
+        shared = (None,) * 6
+        return jax.vmap(one, in_axes=(0, 0, *shared))(params, opt_state, x[order], y[order], x, y, x_test, y_test)
+
+    return jax.jit(epoch)
+
+
+def build(config: dict) -> Run:
+    """Load the data, build model and optimizer, and fill in the config's data-dependent values."""
+    config = {section: dict(table) for section, table in config.items()}
+    data_cfg, model_cfg, train_cfg = config["data"], config["model"], config["train"]
+    options = {key: data_cfg[key] for key in ("classes", "factor") if data_cfg[key] is not None}
+    data = datasets.load(data_cfg["name"], key=jax.random.key(data_cfg["seed"]), n=data_cfg["n"],
+                         test_fraction=data_cfg["test_fraction"], noise=data_cfg["noise"],
+                         standardize=data_cfg["standardize"], **options)
+    n_train = data.x_train.shape[0]
+    data_cfg["n"] = n_train + data.x_test.shape[0]
+    if data_cfg["name"] in _synthetic.GENERATORS:  # write the generator's defaults into the resolved config
+        _, _, noise, defaults = _synthetic.GENERATORS[data_cfg["name"]]
+        data_cfg["noise"] = noise if data_cfg["noise"] is None else data_cfg["noise"]
+        data_cfg.update({key: data_cfg[key] if data_cfg[key] is not None else value for key, value in defaults.items()})
+    batch = train_cfg["batch_size"] or n_train  # 0 means full batch
+    if batch > n_train:
+        raise ConfigError(f"train.batch_size = {batch} is more than the {n_train} training examples; "
+                          f"use at most {n_train}, or 0 for full batch")
+    out = 1 if model_cfg["loss"] == "binary_cross_entropy" else data.num_classes
+    model = mlp([data.x_train.shape[1], *model_cfg["hidden"], out], model_cfg["activation"], model_cfg["loss"])
+    steps = n_train // batch
+    config["optimizer"] = resolve_schedule(config["optimizer"], train_cfg["epochs"] * steps)
+    optimizer = make_optimizer(config["optimizer"])
+    rates = learning_rates(config["optimizer"])
+    replicas = max(train_cfg["replicas"], len(rates))
+    rates = jnp.asarray(rates * (replicas // len(rates)))
+    offsets = jnp.arange(replicas) if train_cfg["replicas"] > 1 else jnp.zeros(replicas, int)
+
+    def init(run_key):
+        init_key, _ = jax.random.split(run_key)
+        params = jax.vmap(model.init)(jax.vmap(jax.random.fold_in, (None, 0))(init_key, offsets))
+        opt_state = jax.vmap(optimizer.init)(params)
+        lr = opt_state.hyperparams["learning_rate"]
+        return params, opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": rates.astype(lr.dtype)})
+
+    epoch = make_epoch_fn(model, optimizer, batch, per_example=train_cfg["per_example"])
+    return Run(config, data, model, optimizer, jax.jit(init), epoch, steps, replicas)
+
+
+def train(config=None, out_dir=None, *, overrides=(), overwrite: bool = False, progress: bool = True) -> TrainResult:
+    """Train from ``config`` (None: the default spiral run; a dict; or a .toml path) with ``--set``-style
+    ``overrides``; with ``out_dir`` the run folder gets config, metrics, summary, params, checkpoint, plots."""
+    run = build(load_config(config, overrides))
+    run_dir = None if out_dir is None else _runlog.prepare_run_dir(out_dir, overwrite)
+    key = jax.random.key(run.config["train"]["seed"])
+    params, opt_state = run.init(key)
+    return _fit(run, Checkpoint(params, opt_state, 0, 0, key), run_dir, [], progress)
+
+
+def resume(run_dir, *, overrides=(), progress: bool = True) -> TrainResult:
+    """Continue the run in ``run_dir`` from its checkpoint up to ``train.epochs`` (set via ``overrides``)."""
+    run_dir = _runlog.check_run_dir(run_dir)
+    for text in overrides:
+        section, key, _ = parse_override(text)
+        if f"{section}.{key}" not in RESUMABLE:
+            raise ConfigError(f"--set {section}.{key} cannot change on --resume (only {', '.join(RESUMABLE)}); "
+                              f"to train with other settings start a new run: --config {run_dir}/config.toml --out NEW")
+    run = build(load_config(os.path.join(run_dir, _runlog.CONFIG), overrides))
+    key = jax.random.key(run.config["train"]["seed"])
+    params, opt_state = jax.eval_shape(run.init, key)
+    state = load_checkpoint(os.path.join(run_dir, _runlog.CHECKPOINT), params, opt_state, key)
+    epochs = run.config["train"]["epochs"]
+    if state.epoch >= epochs:
+        raise ConfigError(f"{run_dir} has already trained {state.epoch} epochs; resume to more, e.g. "
+                          f"--set train.epochs={state.epoch * 2}")
+    rows = _runlog.read_metrics(os.path.join(run_dir, _runlog.METRICS), state.epoch)
+    return _fit(run, state, run_dir, rows, progress)
+
+
+def _fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool) -> TrainResult:
+    config, data, train_cfg = run.config, run.data, run.config["train"]
+    epochs, every, first = train_cfg["epochs"], train_cfg["checkpoint_every"], state.epoch
+    checkpoint = None if run_dir is None else os.path.join(run_dir, _runlog.CHECKPOINT)
+    if run_dir is not None:
+        write_atomic(os.path.join(run_dir, _runlog.CONFIG), to_toml(config).encode())
+    log = _runlog.RunLog(run_dir, epochs, progress, rows)
+    log.message(f"training {run.replicas} x {config['model']['hidden']} {config['model']['activation']} on "
+                f"{os.path.basename(data.name)} ({data.x_train.shape[0]} train, {data.x_test.shape[0]} test, "
+                f"{run.steps_per_epoch} steps/epoch) with {config['optimizer']['name']}, epochs {first + 1}..{epochs}"
+                + (f" -> {run_dir}" if run_dir else ""))
+    _, shuffle_key = jax.random.split(state.key)
+    arrays = (data.x_train, data.y_train, data.x_test, data.y_test)
+    offset = rows[-1]["time_s"] if rows else 0.0
+    start, first_epoch_s = time.perf_counter(), 0.0
+    try:
+        for index in range(first, epochs):
+            params, opt_state, metrics = run.epoch(state.params, state.opt_state, shuffle_key, index, *arrays)
+            state = Checkpoint(params, opt_state, state.step + run.steps_per_epoch, index + 1, state.key)
+            seconds = offset + time.perf_counter() - start
+            first_epoch_s = first_epoch_s or time.perf_counter() - start  # includes compiling the epoch
+            log.epoch(_runlog.metrics_row(state.epoch, state.step, seconds, jax.device_get(metrics), run.replicas))
+            if checkpoint and every and state.epoch % every == 0 and state.epoch < epochs:
+                save_checkpoint(checkpoint, state)
+    except KeyboardInterrupt:
+        if checkpoint and state.epoch > first:
+            save_checkpoint(checkpoint, state)
+            log.message(f"interrupted after epoch {state.epoch}; continue with: jaxbp train --resume {run_dir} "
+                        f"--set train.epochs={epochs}")
+        log.close()
+        raise
+    wall = time.perf_counter() - start
+    per_epoch = run.steps_per_epoch * (train_cfg["batch_size"] or data.x_train.shape[0]) * run.replicas
+    timed = (epochs - first - 1, wall - first_epoch_s) if epochs - first > 1 else (1, wall)  # after compiling
+    summary = _runlog.summarize(log.rows, run.replicas, {
+        "dataset": data.name, "n_train": data.x_train.shape[0], "n_test": data.x_test.shape[0],
+        "dropped_per_epoch": data.x_train.shape[0] % (train_cfg["batch_size"] or data.x_train.shape[0]),
+        "dtype": str(data.x_train.dtype), "resumed_from_epoch": first, "wall_time_s": round(wall, 3),
+        "first_epoch_s": round(first_epoch_s, 3), "examples_per_second": round(per_epoch * timed[0] / timed[1], 1)})
+    if run.replicas > 1:
+        summary["per_replica"] = _per_replica(log.rows[-1], state.opt_state, train_cfg["replicas"] > 1)
+    params = state.params if run.replicas > 1 else jax.tree.map(lambda leaf: leaf[0], state.params)
+    if run_dir is not None:
+        save_checkpoint(checkpoint, state)
+        save_trees(os.path.join(run_dir, _runlog.PARAMS), {"params": params}, {"replicas": run.replicas})
+        if train_cfg["plots"]:
+            first_params = jax.tree.map(lambda leaf: leaf[0], state.params)
+            save_plots(run_dir, log.rows, run.model, first_params, data, log.message)
+        _runlog.write_json(os.path.join(run_dir, _runlog.SUMMARY), summary)
+    log.close()
+    return TrainResult(params, state.opt_state, summary, config, run_dir)
+
+
+def _per_replica(row: dict, opt_state, seeds_vary: bool) -> list[dict]:
+    rates = jax.device_get(opt_state.hyperparams["learning_rate"])
+    return [{"replica": r, "seed_offset": r if seeds_vary else 0, "learning_rate": float(rate),
+             **{name: row[name][r] for name in _runlog.METRIC_NAMES[1:]}} for r, rate in enumerate(rates)]
