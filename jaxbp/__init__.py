@@ -4,6 +4,7 @@ from . import datasets as datasets
 from ._activations import Activation as Activation
 from ._activations import get_activation as get_activation
 from ._activations import register_activation as register_activation
+from ._config import load_config as load_config
 from ._errors import CheckpointError as CheckpointError
 from ._errors import ConfigError as ConfigError
 from ._errors import DataError as DataError
@@ -23,6 +24,9 @@ from ._network import Model as Model
 from ._network import mlp as mlp
 from ._network import network as network
 from ._registry import load_entry_points as load_entry_points
+from ._runner import TrainResult as TrainResult
+from ._runner import resume as resume
+from ._runner import train as train
 from ._train import evaluate as evaluate
 from ._train import init_replicas as init_replicas
 from ._train import make_replica_step as make_replica_step
