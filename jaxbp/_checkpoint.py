@@ -107,7 +107,8 @@ def _leaf(path: str, stored: dict, name: str, template) -> np.ndarray:
                               f"another model or optimizer; check the run folder's config.toml")
     value, shape, dtype = stored[name], tuple(template.shape), np.dtype(template.dtype)
     if value.shape != shape or value.dtype != dtype:
-        hint = " (float64 needs jax_enable_x64 on, as when it was written)" if {value.dtype.kind, dtype.kind} == {"f"} else ""
+        floats = value.dtype != dtype and {value.dtype.kind, dtype.kind} == {"f"}
+        hint = " (turn jax_enable_x64 on or off as it was when the checkpoint was written)" if floats else ""
         raise CheckpointError(f"{path}: leaf {name!r} is {value.dtype}{list(value.shape)} but the config makes "
                               f"{dtype}{list(shape)}{hint}; the checkpoint does not belong to this config")
     return value

@@ -217,8 +217,8 @@ def make_optimizer(section: dict) -> optax.GradientTransformation:
         args["momentum"] = None  # optax's plain (momentum-free) form
     shape = _schedule_shape(section)
 
-    def build(learning_rate):
-        rate = learning_rate if shape is None else (lambda count: learning_rate * shape(count))
+    def build(learning_rate):  # the schedule sees a float step, so it is as precise as the params
+        rate = learning_rate if shape is None else (lambda count: learning_rate * shape(count.astype(learning_rate.dtype)))
         return factory(rate, **args)
 
     return optax.inject_hyperparams(build)(learning_rate=learning_rates(section)[0])

@@ -11,6 +11,8 @@ so replica 0 of any run is the run with one replica. All randomness comes from t
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 import time
 from typing import Any, Callable, NamedTuple
@@ -22,7 +24,9 @@ import optax
 from . import _runlog, _synthetic, datasets
 from ._checkpoint import Checkpoint, load_checkpoint, save_checkpoint, save_trees, write_atomic
 from ._config import learning_rates, load_config, make_optimizer, parse_override, resolve_schedule, to_toml
+from ._activations import get_activation
 from ._errors import ConfigError
+from ._losses import get_loss
 from ._network import Model, mlp
 from ._plots import save_plots
 from ._train import evaluate, scan_steps, train_step_fn
@@ -96,24 +100,40 @@ def build(config: dict) -> Run:
         raise ConfigError(f"train.batch_size = {batch} is more than the {n_train} training examples; "
                           f"use at most {n_train}, or 0 for full batch")
     out = 1 if model_cfg["loss"] == "binary_cross_entropy" else data.num_classes
-    model = mlp([data.x_train.shape[1], *model_cfg["hidden"], out], model_cfg["activation"], model_cfg["loss"])
     steps = n_train // batch
     config["optimizer"] = resolve_schedule(config["optimizer"], train_cfg["epochs"] * steps)
-    optimizer = make_optimizer(config["optimizer"])
     rates = learning_rates(config["optimizer"])
-    replicas = max(train_cfg["replicas"], len(rates))
-    rates = jnp.asarray(rates * (replicas // len(rates)))
-    offsets = jnp.arange(replicas) if train_cfg["replicas"] > 1 else jnp.zeros(replicas, int)
+    spec = {"sizes": [data.x_train.shape[1], *model_cfg["hidden"], out], "activation": model_cfg["activation"],
+            "loss": model_cfg["loss"], "optimizer": {**config["optimizer"], "learning_rate": 1.0}, "batch": batch,
+            "per_example": train_cfg["per_example"], "replicas": train_cfg["replicas"], "rates": len(rates)}
+    activation = model_cfg["activation"]
+    names = [activation] * len(model_cfg["hidden"]) if isinstance(activation, str) else activation
+    plugins = (get_loss(model_cfg["loss"]), *map(get_activation, names))
+    model, optimizer, init, epoch, replicas = _programs(json.dumps(spec, sort_keys=True), plugins)
+    rates = jnp.asarray(rates * (replicas // len(rates)))  # each replica's peak learning rate
+    return Run(config, data, model, optimizer, lambda key: init(key, rates), epoch, steps, replicas)
 
-    def init(run_key):
+
+@functools.lru_cache(maxsize=8)
+def _programs(spec: str, plugins: tuple):
+    """Model, optimizer and jitted init and epoch for one spec (learning rates are data, not part of it), kept
+    so that runs of one shape in a process (sweeps, resume) compile once; the registered plugins are in the
+    key, so re-registering a name rebuilds."""
+    del plugins
+    spec = json.loads(spec)
+    model, optimizer = mlp(spec["sizes"], spec["activation"], spec["loss"]), make_optimizer(spec["optimizer"])
+    replicas = max(spec["replicas"], spec["rates"])
+    offsets = jnp.arange(replicas) if spec["replicas"] > 1 else jnp.zeros(replicas, int)
+
+    def init(run_key, rates):
         init_key, _ = jax.random.split(run_key)
         params = jax.vmap(model.init)(jax.vmap(jax.random.fold_in, (None, 0))(init_key, offsets))
         opt_state = jax.vmap(optimizer.init)(params)
-        lr = opt_state.hyperparams["learning_rate"]
-        return params, opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": rates.astype(lr.dtype)})
+        lr = rates.astype(opt_state.hyperparams["learning_rate"].dtype)
+        return params, opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
 
-    epoch = make_epoch_fn(model, optimizer, batch, per_example=train_cfg["per_example"])
-    return Run(config, data, model, optimizer, jax.jit(init), epoch, steps, replicas)
+    epoch = make_epoch_fn(model, optimizer, spec["batch"], per_example=spec["per_example"])
+    return model, optimizer, jax.jit(init), epoch, replicas
 
 
 def train(config=None, out_dir=None, *, overrides=(), overwrite: bool = False, progress: bool = True) -> TrainResult:

@@ -71,9 +71,14 @@ def make_replica_step(model: Model, optimizer: optax.GradientTransformation, *, 
 
 
 def init_replicas(model: Model, optimizer: optax.GradientTransformation, keys: jax.Array):
-    """Stacked params and optimizer states, one replica per key."""
-    params = jax.vmap(model.init)(keys)
-    return params, jax.vmap(optimizer.init)(params)
+    """Stacked params and optimizer states, one replica per key (jitted: op by op, vmapped init is slow)."""
+
+    @jax.jit
+    def init(keys):
+        params = jax.vmap(model.init)(keys)
+        return params, jax.vmap(optimizer.init)(params)
+
+    return init(keys)
 
 
 def evaluate(model: Model, params, x, y) -> tuple[jax.Array, jax.Array]:
