@@ -98,13 +98,13 @@ class RunLog:
             self.log.flush()
 
     def epoch(self, row: dict) -> None:
-        self.rows.append(row)
         line = describe(row, self.epochs)
         if self.metrics is not None:
             self.metrics.write(json.dumps(row) + "\n")
             self.metrics.flush()
             self.log.write(line + "\n")
             self.log.flush()
+        self.rows.append(row)
         if self.stream is None:
             return
         if self.tty:

@@ -184,10 +184,12 @@ def _fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool)
     try:
         for index in range(first, epochs):
             params, opt_state, metrics = run.epoch(state.params, state.opt_state, shuffle_key, index, *arrays)
-            state = Checkpoint(params, opt_state, state.step + run.steps_per_epoch, index + 1, state.key)
-            seconds = offset + time.perf_counter() - start
+            metrics = jax.device_get(metrics)  # the one host sync per epoch
             first_epoch_s = first_epoch_s or time.perf_counter() - start  # includes compiling the epoch
-            log.epoch(_runlog.metrics_row(state.epoch, state.step, seconds, jax.device_get(metrics), run.replicas))
+            step = state.step + run.steps_per_epoch
+            row = _runlog.metrics_row(index + 1, step, offset + time.perf_counter() - start, metrics, run.replicas)
+            state = Checkpoint(params, opt_state, step, index + 1, state.key)  # the epoch is done only now
+            log.epoch(row)
             if checkpoint and every and state.epoch % every == 0 and state.epoch < epochs:
                 save_checkpoint(checkpoint, state)
     except KeyboardInterrupt:

@@ -14,14 +14,13 @@ from jaxbp import CheckpointError
 from jaxbp._checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_atomic
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def state():
     model, optimizer = jaxbp.mlp([2, 5, 3]), optax.inject_hyperparams(optax.adam)(learning_rate=0.1)
     params = jax.jit(model.init)(jax.random.key(0))
-    opt_state = optimizer.init(params)
-    _, grads = model.value_and_grad(params, jnp.ones((4, 2)), jnp.array([0, 1, 2, 0]))
-    _, opt_state = optimizer.update(grads, opt_state, params)  # non-trivial moments and count
-    return Checkpoint(params, opt_state, 17, 3, jax.random.key(42))
+    step = jaxbp.make_train_step(model, optimizer)
+    params, opt_state, _ = step(params, optimizer.init(params), jnp.ones((4, 2)), jnp.array([0, 1, 2, 0]))
+    return Checkpoint(params, opt_state, 17, 3, jax.random.key(42))  # non-trivial moments and count
 
 
 def _load(path, ckpt):
@@ -85,13 +84,13 @@ def test_flipped_byte_is_caught(tmp_path, state):
 def test_a_checkpoint_for_another_model_or_dtype_is_refused(tmp_path, state):
     path = str(tmp_path / "checkpoint.npz")
     save_checkpoint(path, state)
-    wider = jax.jit(jaxbp.mlp([2, 6, 3]).init)(jax.random.key(0))
+    wider = jax.eval_shape(jaxbp.mlp([2, 6, 3]).init, jax.random.key(0))
     with pytest.raises(CheckpointError, match=r"leaf 'params.0.b' is float64\[5\] but the config makes float64\[6\]; the"):
         load_checkpoint(path, wider, state.opt_state, state.key)
-    deeper = jax.jit(jaxbp.mlp([2, 5, 3, 3]).init)(jax.random.key(0))
+    deeper = jax.eval_shape(jaxbp.mlp([2, 5, 3, 3]).init, jax.random.key(0))
     with pytest.raises(CheckpointError, match="lacks leaf 'params.2.b'"):
         load_checkpoint(path, deeper, state.opt_state, state.key)
-    single = jax.tree.map(lambda leaf: leaf.astype(jnp.float32), state.params)
+    single = jax.tree.map(lambda leaf: jax.ShapeDtypeStruct(leaf.shape, jnp.float32), state.params)
     with pytest.raises(CheckpointError, match="jax_enable_x64"):
         load_checkpoint(path, single, state.opt_state, state.key)
     with pytest.raises(CheckpointError, match="holds 2 leaf/leaves the config does not make"):

@@ -72,6 +72,26 @@ def test_resume_is_bit_identical_to_a_straight_run(tmp_path):
     assert tomllib.loads((stopped / "config.toml").read_text())["train"]["epochs"] == 5
 
 
+def test_ctrl_c_keeps_the_finished_epochs_and_resume_is_still_bit_identical(tmp_path, monkeypatch):
+    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
+    jaxbp.train(None, straight, overrides=SMALL + ["train.epochs=5"], progress=False)
+    metrics_row = _runlog.metrics_row
+
+    def interrupt_in_epoch_4(epoch, *args):
+        if epoch == 4:
+            raise KeyboardInterrupt  # as if Ctrl-C landed while epoch 4 was computing
+        return metrics_row(epoch, *args)
+
+    monkeypatch.setattr(_runlog, "metrics_row", interrupt_in_epoch_4)
+    with pytest.raises(KeyboardInterrupt):
+        jaxbp.train(None, stopped, overrides=SMALL + ["train.epochs=5", "train.checkpoint_every=0"], progress=False)
+    monkeypatch.undo()
+    assert "interrupted after epoch 3" in (stopped / "train.log").read_text()
+    jaxbp.resume(stopped, overrides=["train.epochs=5"], progress=False)
+    _assert_identical(_leaves(straight / "params.npz"), _leaves(stopped / "params.npz"))
+    assert [json.loads(line)["epoch"] for line in (stopped / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
+
+
 def test_same_config_and_seed_give_the_same_numbers():
     a, b = (jaxbp.train(None, overrides=SMALL + ["train.epochs=2"], progress=False) for _ in range(2))
     for x, y in zip(jax.tree.leaves((a.params, a.opt_state)), jax.tree.leaves((b.params, b.opt_state))):

@@ -9,14 +9,24 @@ import pytest
 
 import jaxbp
 from jaxbp._config import OPTIMIZERS, load_config, make_optimizer, resolve_schedule
-from jaxbp._runner import epoch_batches
+from jaxbp._runner import epoch_batches as _epoch_batches
 
 TOL = dict(rtol=1e-12, atol=1e-12)
+epoch_batches = jax.jit(_epoch_batches, static_argnums=(1, 2))
+
+
+def _init(model, key):
+    return jax.jit(model.init)(key)
+
+
+def _pick(tree, r):
+    """Replica r of a stacked tree (sliced in numpy: no per-leaf compile)."""
+    return jax.tree.map(lambda leaf: np.asarray(leaf)[r], tree)
 
 
 def _data(n=50, d=2, k=3, seed=1):
-    kx, ky = jax.random.split(jax.random.key(seed))
-    return jax.random.normal(kx, (n, d)), jax.random.randint(ky, (n,), 0, k)
+    rng = np.random.default_rng(seed)
+    return jnp.asarray(rng.normal(size=(n, d))), jnp.asarray(rng.integers(0, k, n, dtype=np.int32))
 
 
 def _close(a, b):
@@ -44,103 +54,100 @@ def test_epoch_batches_drop_the_ragged_last_batch(key):
     assert not np.array_equal(order, other)  # each epoch drops (and orders) differently
 
 
+# one network, optimizer and set of compiled steps shared by the tests below (compiling dominates their time)
+MODEL, ADAM = jaxbp.mlp([2, 8, 8, 3], activation=["tanh", "relu"]), optax.adam(1e-2)
+STEP, SCAN = jaxbp.make_train_step(MODEL, ADAM), jaxbp.make_scan_step(MODEL, ADAM)
+X, Y = _data(n=50)
+ORDER = epoch_batches(jax.random.key(1), 50, 16)  # (3, 16): full batches only
+GRADS = jax.jit(MODEL.value_and_grad)
+
+
 def test_step_compiles_once_over_epochs_with_a_ragged_remainder(key):
-    x, y = _data(n=50)
-    model, optimizer = jaxbp.mlp([2, 8, 3]), optax.adam(1e-2)
-    step, scan = jaxbp.make_train_step(model, optimizer), jaxbp.make_scan_step(model, optimizer)
-    params = scan_params = model.init(key)
-    opt_state = scan_state = optimizer.init(params)
+    params = scan_params = _init(MODEL, key)
+    opt_state = scan_state = ADAM.init(params)
+    sizes = []
     for epoch in range(3):
         order = epoch_batches(jax.random.fold_in(key, epoch), 50, 16)
         for batch in order:
-            params, opt_state, _ = step(params, opt_state, x[batch], y[batch])
-        scan_params, scan_state, _ = scan(scan_params, scan_state, x[order], y[order])
-    assert step._cache_size() == 1 and scan._cache_size() == 1
+            params, opt_state, _ = STEP(params, opt_state, X[batch], Y[batch])
+            sizes.append(STEP._cache_size())
+        scan_params, scan_state, _ = SCAN(scan_params, scan_state, X[order], Y[order])
+        sizes.append(SCAN._cache_size())
+    assert len(set(sizes[:3])) == 1 and sizes[3:] == sizes[:3] * 3  # nothing compiled after the first call
     _close(params, scan_params)  # the fused scan is the same K steps
-    step(params, opt_state, x[48:], y[48:])  # a ragged batch WOULD compile a second program: hence the drop
-    assert step._cache_size() == 2
+    STEP(params, opt_state, X[48:], Y[48:])  # a ragged batch WOULD compile a second program: hence the drop
+    assert STEP._cache_size() == sizes[0] + 1
 
 
 def test_step_is_pure():
-    x, y = _data()
-    model, optimizer = jaxbp.mlp([2, 8, 3]), optax.sgd(0.1, momentum=0.9)
-    params = model.init(jax.random.key(0))
-    opt_state = optimizer.init(params)
+    params = _init(MODEL, jax.random.key(0))
+    opt_state = ADAM.init(params)
     before = jax.tree.map(np.array, (params, opt_state))
-    step = jaxbp.make_train_step(model, optimizer)
-    first, second = step(params, opt_state, x, y), step(params, opt_state, x, y)
+    first, second = STEP(params, opt_state, X[ORDER[0]], Y[ORDER[0]]), STEP(params, opt_state, X[ORDER[0]], Y[ORDER[0]])
     _close(jax.tree.map(np.array, (params, opt_state)), before)  # inputs untouched
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(second)))
 
 
 def test_vmap_over_stacked_params_and_optimizer_states():
-    x, y = _data()
-    model, optimizer = jaxbp.mlp([2, 8, 8, 3], activation="tanh"), optax.adam(1e-2)
-    params, states = jaxbp.init_replicas(model, optimizer, jax.random.split(jax.random.key(0), 3))
-    vstep = jax.jit(jax.vmap(jaxbp.train_step_fn(model, optimizer), in_axes=(0, 0, None, None)))
-    single = jaxbp.make_train_step(model, optimizer)
-    for _ in range(3):
-        new_params, new_states, losses = vstep(params, states, x, y)
+    params, states = jaxbp.init_replicas(MODEL, ADAM, jax.random.split(jax.random.key(0), 3))
+    vstep = jax.jit(jax.vmap(jaxbp.train_step_fn(MODEL, ADAM), in_axes=(0, 0, None, None)))
+    for batch in ORDER:
+        new_params, new_states, losses = vstep(params, states, X[batch], Y[batch])
         for r in range(3):
-            alone = single(*jax.tree.map(lambda leaf: leaf[r], (params, states)), x, y)
-            _close(jax.tree.map(lambda leaf: leaf[r], (new_params, new_states, losses)), alone)
+            _close(_pick((new_params, new_states, losses), r), STEP(*_pick((params, states), r), X[batch], Y[batch]))
         params, states = new_params, new_states
 
 
 def test_per_example_gradients_reach_the_same_params():
-    x, y = _data(n=64)
-    model, optimizer = jaxbp.mlp([2, 16, 3], activation="sigmoid"), optax.sgd(0.3, momentum=0.9)
-    batched, per_example = (jaxbp.make_scan_step(model, optimizer, per_example=flag) for flag in (False, True))
-    params = model.init(jax.random.key(0))
-    order = epoch_batches(jax.random.key(5), 64, 8)
-    a, _, loss_a = batched(params, optimizer.init(params), x[order], y[order])
-    b, _, loss_b = per_example(params, optimizer.init(params), x[order], y[order])
+    per_example = jaxbp.make_scan_step(MODEL, ADAM, per_example=True)
+    params = _init(MODEL, jax.random.key(0))
+    a, _, loss_a = SCAN(params, ADAM.init(params), X[ORDER], Y[ORDER])
+    b, _, loss_b = per_example(params, ADAM.init(params), X[ORDER], Y[ORDER])
     _close(a, b)
     _close(loss_a, loss_b)
-    assert not np.allclose(jax.tree.leaves(a)[0], jax.tree.leaves(params)[0])  # it did train
+    assert not np.allclose(a[0]["w"], params[0]["w"])  # it did train
 
 
 def test_replicas_with_different_seeds_each_equal_their_own_run():
-    x, y = _data(n=48)
-    model, optimizer = jaxbp.mlp([2, 8, 3]), optax.rmsprop(1e-2, momentum=0.9)
     keys = jax.random.split(jax.random.key(0), 4)
-    params, states = jaxbp.init_replicas(model, optimizer, keys)
-    order = epoch_batches(jax.random.key(1), 48, 12)
-    replica_step, scan = jaxbp.make_replica_step(model, optimizer, scan=True), jaxbp.make_scan_step(model, optimizer)
-    together, _, losses = replica_step(params, states, x[order], y[order])
+    params, states = jaxbp.init_replicas(MODEL, ADAM, keys)
+    together, _, losses = jaxbp.make_replica_step(MODEL, ADAM, scan=True)(params, states, X[ORDER], Y[ORDER])
     for r, replica_key in enumerate(keys):
-        alone = model.init(replica_key)
-        alone, _, alone_losses = scan(alone, optimizer.init(alone), x[order], y[order])
-        _close(jax.tree.map(lambda leaf: leaf[r], together), alone)
+        alone = _init(MODEL, replica_key)
+        alone, _, alone_losses = SCAN(alone, ADAM.init(alone), X[ORDER], Y[ORDER])
+        _close(_pick(together, r), alone)
         _close(losses[r], alone_losses)
 
 
 def test_replicas_with_different_learning_rates_each_equal_their_own_run():
-    x, y = _data(n=48)
-    model, rates = jaxbp.mlp([2, 8, 3]), jnp.array([0.01, 0.1, 0.3, 1.0])
+    """The rate lives in the optimizer state (optax.inject_hyperparams), so each replica carries its own."""
+    rates = [0.01, 0.1, 0.3, 1.0]
     injected = optax.inject_hyperparams(optax.sgd)(learning_rate=0.1, momentum=0.9)
-    params = jax.tree.map(lambda leaf: jnp.stack([leaf] * 4), model.init(jax.random.key(0)))  # one init for all
+    params = jax.tree.map(lambda leaf: jnp.stack([leaf] * 4), _init(MODEL, jax.random.key(0)))  # one init for all
     states = jax.vmap(injected.init)(params)
-    states.hyperparams["learning_rate"] = rates
-    order = epoch_batches(jax.random.key(1), 48, 12)
-    together, _, _ = jaxbp.make_replica_step(model, injected, scan=True)(params, states, x[order], y[order])
-    for r, rate in enumerate(rates.tolist()):
-        plain = optax.sgd(rate, momentum=0.9)
-        alone = model.init(jax.random.key(0))
-        alone, _, _ = jaxbp.make_scan_step(model, plain)(alone, plain.init(alone), x[order], y[order])
-        _close(jax.tree.map(lambda leaf: leaf[r], together), alone)
+    states.hyperparams["learning_rate"] = jnp.array(rates)
+    together, _, _ = jaxbp.make_replica_step(MODEL, injected, scan=True)(params, states, X[ORDER], Y[ORDER])
+    alone_scan = jaxbp.make_scan_step(MODEL, injected)
+    for r, rate in enumerate(rates):
+        alone = _init(MODEL, jax.random.key(0))
+        state = injected.init(alone)
+        state.hyperparams["learning_rate"] = jnp.asarray(rate)
+        alone, _, _ = alone_scan(alone, state, X[ORDER], Y[ORDER])
+        _close(_pick(together, r), alone)
+    plain = optax.sgd(rates[2], momentum=0.9)  # and a run at one rate is plain optax.sgd at that rate
+    alone = _init(MODEL, jax.random.key(0))
+    _close(_pick(together, 2), jaxbp.make_scan_step(MODEL, plain)(alone, plain.init(alone), X[ORDER], Y[ORDER])[0])
     assert not np.allclose(together[0]["w"][0], together[0]["w"][3])
 
 
 @pytest.mark.parametrize("name", list(OPTIMIZERS))
 def test_full_batch_training_matches_jax_grad_and_optax_step_by_step(name):
     """Same network, same initial weights, full batch: jaxbp's hand-written step vs jax.grad + optax."""
-    x, y = _data(n=40)
-    model = jaxbp.mlp([2, 12, 12, 3], activation=["tanh", "relu"])
+    x, y, model = X, Y, MODEL
     config = load_config(None, [f"optimizer.name={name}", "optimizer.learning_rate=0.05"])
     optimizer = make_optimizer(config["optimizer"])
     ours, reference = jaxbp.make_train_step(model, optimizer), _reference_step(model, optimizer)
-    params = theirs = model.init(jax.random.key(3))
+    params = theirs = _init(model, jax.random.key(3))
     state = their_state = optimizer.init(params)
     for _ in range(25):
         params, state, loss = ours(params, state, x, y)
@@ -155,12 +162,10 @@ def test_named_optimizer_is_the_plain_optax_optimizer(name):
                 "adam": {"b1": 0.8}, "adamw": {"weight_decay": 0.01}}[name]
     config = load_config({"optimizer": {"name": name, "learning_rate": 0.03, **settings}})
     ours, plain = make_optimizer(config["optimizer"]), OPTIMIZERS[name][0](0.03, **settings)
-    x, y = _data()
-    model = jaxbp.mlp([2, 6, 3])
-    a = b = model.init(jax.random.key(1))
+    a = b = _init(MODEL, jax.random.key(1))
     state_a, state_b = ours.init(a), plain.init(b)
     for _ in range(5):
-        grads = model.value_and_grad(a, x, y)[1]
+        grads = GRADS(a, X, Y)[1]
         updates_a, state_a = ours.update(grads, state_a, a)
         updates_b, state_b = plain.update(grads, state_b, b)
         a, b = optax.apply_updates(a, updates_a), optax.apply_updates(b, updates_b)
