@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
@@ -84,7 +83,7 @@ def run(smoke: bool, out_dir: Path) -> dict:
     log(f"jaxbp: {chunks * CHUNK} full-batch Adam steps on the hand-written gradient")
     params, trace = fit(model, data, chunks, reference)
     theta = flat(params)
-    _, grads = model.value_and_grad(params, data.x_train, data.y_train)
+    _, grads = jax.jit(model.value_and_grad)(params, data.x_train, data.y_train)
     grad_max = float(np.abs(flat(grads)).max())
     train_acc = accuracy(model, params, data.x_train, data.y_train)
     test_acc = accuracy(model, params, data.x_test, data.y_test)

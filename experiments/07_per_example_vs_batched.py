@@ -14,6 +14,7 @@ tailed -- most points contribute almost nothing, a few points on the arms' edges
 
 from __future__ import annotations
 
+import functools
 import time
 from pathlib import Path
 
@@ -59,9 +60,17 @@ def trajectories(model, data, epochs: int) -> dict:
     return runs
 
 
-def per_example_norms(model, params, x, y) -> np.ndarray:
+@functools.partial(jax.jit, static_argnums=0)
+def per_example_norms(model, params, x, y) -> jax.Array:
     grads = model.per_example_grads(params, x, y)  # each leaf (n, ...)
-    return np.sqrt(sum(np.sum(np.asarray(g).reshape(g.shape[0], -1) ** 2, axis=1) for g in jax.tree.leaves(grads)))
+    return jnp.sqrt(sum(jnp.sum(g.reshape(g.shape[0], -1) ** 2, axis=1) for g in jax.tree.leaves(grads)))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def both_forms(model, params, x, y):
+    """The matrix-form gradient and the mean of the per-example (sum-form) gradients."""
+    _, grads = model.value_and_grad(params, x, y)
+    return grads, jax.tree.map(lambda g: jnp.mean(g, axis=0), model.per_example_grads(params, x, y))
 
 
 def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
@@ -75,11 +84,10 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
             runs[dtype] = r = trajectories(model, data, epochs)
             steps = len(r["loss_diff"])
             for epoch in range(max(epochs // 5, 1), epochs + 1, max(epochs // 5, 1)):
-                log(f"{dtype} epoch {epoch:3d}  loss (matrix form) {r['matrix']['loss'][epoch * steps // epochs - 1]:.6f}  "
+                loss = r["matrix"]["loss"][epoch * steps // epochs - 1]
+                log(f"{dtype} epoch {epoch:3d}  loss (matrix form) {loss:.6f}  "
                     f"max rel. param difference sum vs matrix {r['param_diff'][epoch]:.1e}")
-            _, grads = model.value_and_grad(r["matrix"]["params"], data.x_train, data.y_train)
-            per_example = model.per_example_grads(r["matrix"]["params"], data.x_train, data.y_train)
-            mean = jax.tree.map(lambda g: jnp.mean(g, axis=0), per_example)
+            grads, mean = both_forms(model, r["matrix"]["params"], data.x_train, data.y_train)
             grad_diff = float(np.abs(flat(mean) - flat(grads)).max() / np.abs(flat(grads)).max())
             log(f"{dtype}: at the final params, mean of per-example grads vs matrix form: {grad_diff:.1e}")
             results[dtype] = {"steps": steps, "max_param_diff": float(r["param_diff"].max()),
@@ -89,14 +97,15 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
                 r["param_diff"].max(), "<=", TOL[dtype])
             if dtype == "float32":
                 init = model.init(jax.random.key(SEED))
-                norms_init = per_example_norms(model, init, data.x_train, data.y_train)
-                norms_end = per_example_norms(model, r["matrix"]["params"], data.x_train, data.y_train)
+                norms_init = np.asarray(per_example_norms(model, init, data.x_train, data.y_train))
+                norms_end = np.asarray(per_example_norms(model, r["matrix"]["params"], data.x_train, data.y_train))
                 x_plot, y_plot = np.asarray(data.x_train), np.asarray(data.y_train)
     top = np.sort(norms_end)[::-1]
     share = float(top[: max(len(top) // 20, 1)].sum() / top.sum())
     log(f"per-example gradient norms after training: median {np.median(norms_end):.1e}, max {top[0]:.1e}; "
         f"the top 5% of examples carry {share:.0%} of the total norm")
-    results["per_example_norms"] = {"median_init": float(np.median(norms_init)), "median_end": float(np.median(norms_end)),
+    results["per_example_norms"] = {"median_init": float(np.median(norms_init)),
+                                    "median_end": float(np.median(norms_end)),
                                     "max_end": float(top[0]), "top5pct_share_end": share}
 
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
@@ -107,7 +116,8 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
                          label=f"{dtype}: parameters")
         axes[0].semilogy(np.arange(1, epochs + 1), np.maximum(loss_per_epoch, 1e-17), "--", color=f"C{i}",
                          label=f"{dtype}: loss (worst step of the epoch)")
-    axes[0].set(xlabel="epoch", ylabel="max relative difference", title="sum form vs matrix form, same init and batches")
+    axes[0].set(xlabel="epoch", ylabel="max relative difference",
+                title="sum form vs matrix form, same init and batches")
     axes[0].legend(fontsize=8)
     bins = np.logspace(np.log10(min(norms_init.min(), norms_end.min()) + 1e-12), np.log10(norms_end.max()), 50)
     axes[1].hist(norms_init, bins=bins, alpha=0.6, label="at init")

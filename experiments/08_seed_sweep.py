@@ -96,9 +96,10 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
     log("training the seeds one after another (scan step)")
     params_s, time_s = timed(sequential, 1 if smoke else REPEATS)
     speedup = time_s / time_v
-    log(f"time (best of {1 if smoke else REPEATS}), compile excluded: vmapped {time_v:.2f} s, sequential {time_s:.2f} s: {speedup:.1f}x")
+    log(f"time (best of {1 if smoke else REPEATS}), compile excluded: vmapped {time_v:.2f} s, "
+        f"sequential {time_s:.2f} s: {speedup:.1f}x")
 
-    evaluate = jax.vmap(lambda p, x, y: jaxbp.evaluate(model, p, x, y), in_axes=(0, None, None))
+    evaluate = jax.jit(jax.vmap(lambda p, x, y: jaxbp.evaluate(model, p, x, y), in_axes=(0, None, None)))
     test_acc = np.asarray(evaluate(params_v, data.x_test, data.y_test)[1])
     test_acc_s = np.asarray(evaluate(params_s, data.x_test, data.y_test)[1])
     pv, ps = flat(params_v), flat(params_s)

@@ -110,14 +110,21 @@ def load(name: str, *, seed: int, **kwargs) -> jaxbp.datasets.Dataset:
     return data
 
 
+@functools.partial(jax.jit, static_argnums=0)
 def classes(model: jaxbp.Model, params, x) -> jax.Array:
     """Predicted class: argmax over k outputs, or z > 0 for one output (as ``jaxbp.evaluate``)."""
     z = model.apply(params, x)
     return (z[:, 0] > 0).astype(jnp.int32) if z.shape[-1] == 1 else jnp.argmax(z, axis=-1)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def evaluate(model: jaxbp.Model, params, x, y) -> tuple[jax.Array, jax.Array]:
+    """``jaxbp.evaluate`` compiled once per model and shape: (mean loss, accuracy)."""
+    return jaxbp.evaluate(model, params, x, y)
+
+
 def accuracy(model: jaxbp.Model, params, x, y) -> float:
-    return float(jaxbp.evaluate(model, params, x, y)[1])
+    return float(evaluate(model, params, x, y)[1])
 
 
 @functools.partial(jax.jit, static_argnums=3)
@@ -145,20 +152,28 @@ def full_batch_run(model: jaxbp.Model, optimizer, steps: int, *, per_example: bo
     return run
 
 
+@functools.lru_cache(maxsize=None)
+def mlp(sizes: tuple[int, ...], activation: str = "relu", loss: str = "softmax_cross_entropy") -> jaxbp.Model:
+    """``jaxbp.mlp``, one instance per architecture, so its compiled steps are shared across datasets."""
+    return jaxbp.mlp(list(sizes), activation, loss)
+
+
+_scan_step = functools.lru_cache(maxsize=None)(jaxbp.make_scan_step)  # per (model, optimizer)
+
+
 def train_epochs(model: jaxbp.Model, optimizer, data, *, seed: int, epochs: int, batch_size: int,
                  label: str = "", log_every: int = 1) -> tuple:
     """Minibatch training, one fused ``make_scan_step`` call per epoch; returns params and a per-epoch history."""
     init_key, shuffle_key = jax.random.split(jax.random.key(seed))
     params = model.init(init_key)
     opt_state = optimizer.init(params)
-    scan_step = jaxbp.make_scan_step(model, optimizer)
-    evaluate = jax.jit(lambda p, x, y: jaxbp.evaluate(model, p, x, y))
+    scan_step = _scan_step(model, optimizer)
     history = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")}
     for epoch in range(1, epochs + 1):
         xs, ys = epoch_batches(jax.random.fold_in(shuffle_key, epoch), data.x_train, data.y_train, batch_size)
         params, opt_state, _ = scan_step(params, opt_state, xs, ys)
-        train_loss, train_acc = evaluate(params, data.x_train, data.y_train)
-        test_loss, test_acc = evaluate(params, data.x_test, data.y_test)
+        train_loss, train_acc = evaluate(model, params, data.x_train, data.y_train)
+        test_loss, test_acc = evaluate(model, params, data.x_test, data.y_test)
         for k, v in zip(history, (epoch, train_loss, train_acc, test_loss, test_acc)):
             history[k].append(float(v))
         if epoch % log_every == 0 or epoch == epochs:

@@ -5,9 +5,9 @@ The scripts are found by pattern (``experiments/NN_name.py``): a new experiment 
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
+import jax
 import pytest
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
@@ -21,12 +21,21 @@ def _load(script: Path):
     return module
 
 
+@pytest.fixture
+def fast_compile():
+    """Smoke runs are compile-bound: skip most XLA optimizations (the numbers are not checked here)."""
+    previous = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)
+
+
 def test_experiments_are_found():
     assert len(SCRIPTS) >= 8, [s.name for s in SCRIPTS]
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.stem)
-def test_experiment_smoke(script, tmp_path, monkeypatch, restore_registries):
+def test_experiment_smoke(script, tmp_path, monkeypatch, restore_registries, fast_compile):
     monkeypatch.syspath_prepend(str(EXPERIMENTS))  # the scripts import experiments/_common.py
     module = _load(script)
     assert module.__doc__ and "Question" in module.__doc__ and "Answer" in module.__doc__
@@ -42,4 +51,3 @@ def test_experiment_smoke(script, tmp_path, monkeypatch, restore_registries):
     figures = list(tmp_path.glob("*.png"))
     assert figures, "an experiment writes at least one figure"
     assert all(f.stat().st_size > 1000 for f in figures)
-    sys.modules.pop("_common", None)
