@@ -46,7 +46,7 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
     started = time.perf_counter()
     epochs = 2 if smoke else EPOCHS
     results, targets = {}, {}
-    fig, axes = plt.subplots(len(DATASETS), 2, figsize=(8, 4 * len(DATASETS)))
+    fig, axes = plt.subplots(len(DATASETS), 2, figsize=(7, 3.5 * len(DATASETS)))
     for row, (name, (n, noise)) in enumerate(DATASETS.items()):
         log(f"--- {name} (noise {noise})")
         data = load(name, seed=SEED, n=150 if smoke else n, noise=noise)

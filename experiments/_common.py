@@ -195,8 +195,8 @@ def plot_boundary(ax, predict: Callable, x, y, title: str, num_classes: int, ste
     cmap = matplotlib.colors.ListedColormap(COLORS[:num_classes])
     levels = np.arange(num_classes + 1) - 0.5
     ax.contourf(g0, g1, regions, levels=levels, cmap=cmap, alpha=0.25)
-    ax.scatter(x[:, 0], x[:, 1], c=y, cmap=cmap, vmin=-0.5, vmax=num_classes - 0.5, s=8, edgecolors="k",
-               linewidths=0.2)
+    ax.scatter(x[:, 0], x[:, 1], c=y, cmap=cmap, vmin=-0.5, vmax=num_classes - 0.5, s=6, edgecolors="k",
+               linewidths=0.15)
     ax.set_title(title, fontsize=9)
     ax.set_xticks([])
     ax.set_yticks([])
