@@ -92,12 +92,14 @@ def load_trees(path: str, templates: dict) -> tuple[dict, dict]:
     for prefix, template in templates.items():
         leaves, treedef = jax.tree_util.tree_flatten(template)
         names = list(named_leaves(prefix, template))
-        trees[prefix] = jax.tree_util.tree_unflatten(treedef, [_leaf(path, stored, n, t) for n, t in zip(names, leaves)])
+        values = [_leaf(path, stored, name, leaf) for name, leaf in zip(names, leaves)]
+        trees[prefix] = jax.tree_util.tree_unflatten(treedef, values)
     expected = {name for prefix, template in templates.items() for name in named_leaves(prefix, template)}
     extra = sorted(set(stored) - expected)
     if extra:
-        raise CheckpointError(f"{path} holds {len(extra)} leaf/leaves the config does not make ({', '.join(extra[:5])}): "
-                              f"it was written for another model or optimizer; check the run folder's config.toml")
+        raise CheckpointError(f"{path} holds {len(extra)} leaf/leaves the config does not make "
+                              f"({', '.join(extra[:5])}): it was written for another model or optimizer; "
+                              f"check the run folder's config.toml")
     return trees, meta
 
 

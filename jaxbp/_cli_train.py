@@ -15,11 +15,13 @@ def add_arguments(parser) -> None:
                         help="TOML file with [data], [model], [optimizer], [train]; missing keys take the defaults "
                              "(default: spiral, 3 classes, 2-64-64-3 relu, SGD)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one config key, e.g. --set train.epochs=50 --set optimizer.name=adam (repeatable)")
+                        help="override one config key (repeatable), e.g. --set train.epochs=50")
     parser.add_argument("--out", metavar="DIR", help="run folder to create (default: runs/<date>-<time>-<dataset>)")
     parser.add_argument("--overwrite", action="store_true", help="replace the run files in an existing --out folder")
-    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its checkpoint up to train.epochs")
-    parser.add_argument("--print-config", action="store_true", help="print the config as TOML and exit without training")
+    parser.add_argument("--resume", metavar="DIR",
+                        help="continue the run in DIR from its checkpoint up to train.epochs")
+    parser.add_argument("--print-config", action="store_true",
+                        help="print the config as TOML and exit without training")
     parser.add_argument("--quiet", action="store_true", help="no progress output, only the final summary")
 
 
@@ -63,6 +65,6 @@ def report(summary: dict, run_dir) -> None:
     mean = " (mean over replicas)" if summary["replicas"] > 1 else ""
     print(f"final{mean}: train loss {summary['train_loss']:.4f} acc {summary['train_accuracy']:.1%}, "
           f"test loss {summary['test_loss']:.4f} acc {summary['test_accuracy']:.1%}")
-    print(f"{summary['epochs']} epochs, {summary['steps']} steps ({summary['dropped_per_epoch']} ragged examples dropped "
-          f"per epoch) in {summary['wall_time_s']:.1f} s, {summary['examples_per_second']:,.0f} examples/s"
+    print(f"{summary['epochs']} epochs, {summary['steps']} steps ({summary['dropped_per_epoch']} ragged examples "
+          f"dropped per epoch) in {summary['wall_time_s']:.1f} s, {summary['examples_per_second']:,.0f} examples/s"
           + (f"; run folder {run_dir}" if run_dir else ""))

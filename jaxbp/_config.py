@@ -29,7 +29,9 @@ SCHEMA = {
         "name": ("spiral", "str"), "n": (None, "int"), "test_fraction": (0.2, "float"), "noise": (None, "float"),
         "standardize": (True, "bool"), "classes": (None, "int"), "factor": (None, "float"), "seed": (0, "int"),
     },
-    "model": {"hidden": ([64, 64], "ints"), "activation": ("relu", "str|strs"), "loss": ("softmax_cross_entropy", "str")},
+    "model": {
+        "hidden": ([64, 64], "ints"), "activation": ("relu", "str|strs"), "loss": ("softmax_cross_entropy", "str"),
+    },
     "optimizer": {"name": ("sgd", "str"), "learning_rate": (0.2, "float|floats"), "schedule": ("constant", "str")},
     "train": {
         "epochs": (60, "int"), "batch_size": (32, "int"), "seed": (0, "int"), "replicas": (1, "int"),
@@ -52,7 +54,8 @@ SCHEDULES = {
     "exponential": {"decay_rate": 0.1, "decay_steps": 0},
 }
 _DESCRIBE = {
-    "int": "an integer, e.g. 10", "float": "a number, e.g. 0.1", "bool": "true or false", "str": 'a string, e.g. "relu"',
+    "int": "an integer, e.g. 10", "float": "a number, e.g. 0.1", "bool": "true or false",
+    "str": 'a string, e.g. "relu"',
     "ints": "a list of integers, e.g. [64, 64]", "strs": 'a list of strings, e.g. ["relu", "tanh"]',
     "floats": "a list of numbers, e.g. [0.1, 0.3]",
 }
@@ -136,25 +139,21 @@ def _resolve(raw: dict) -> dict:
     return config
 
 
+_IS = {"int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+       "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+       "bool": lambda v: isinstance(v, bool), "str": lambda v: isinstance(v, str)}
+
+
 def _coerce(where: str, value, kind: str):
+    """``value`` if it fits ``kind`` ("ints" is a list of int...), ints widened to float where a number is due."""
     for option in kind.split("|"):
-        if option in ("int", "ints") and all(isinstance(v, int) and not isinstance(v, bool) for v in _items(value, option)):
-            return value
-        if option in ("float", "floats") and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                 for v in _items(value, option)):
-            return float(value) if option == "float" else [float(v) for v in value]
-        if option == "bool" and isinstance(value, bool) or option in ("str", "strs") and all(
-                isinstance(v, str) for v in _items(value, option)):
-            return value
+        base = option.rstrip("s")
+        if option == base and _IS[base](value):
+            return float(value) if base == "float" else value
+        if option != base and isinstance(value, list) and all(_IS[base](v) for v in value):
+            return [float(v) for v in value] if base == "float" else value
     wanted = " or ".join(_DESCRIBE[option] for option in kind.split("|"))
     raise ConfigError(f"{where} must be {wanted}; got {value!r} ({type(value).__name__})")
-
-
-def _items(value, kind: str):
-    """The elements to check: [value] for a scalar kind; the list for a list kind (a non-list fails)."""
-    if kind.endswith("s"):
-        return value if isinstance(value, list) else [object()]
-    return [value]
 
 
 def _check_choice(where: str, name: str, known) -> None:
@@ -217,9 +216,11 @@ def make_optimizer(section: dict) -> optax.GradientTransformation:
         args["momentum"] = None  # optax's plain (momentum-free) form
     shape = _schedule_shape(section)
 
-    def build(learning_rate):  # the schedule sees a float step, so it is as precise as the params
-        rate = learning_rate if shape is None else (lambda count: learning_rate * shape(count.astype(learning_rate.dtype)))
-        return factory(rate, **args)
+    def build(learning_rate):
+        def rate(count):  # the schedule sees a float step, so it is as precise as the params
+            return learning_rate * shape(count.astype(learning_rate.dtype))
+
+        return factory(learning_rate if shape is None else rate, **args)
 
     return optax.inject_hyperparams(build)(learning_rate=learning_rates(section)[0])
 

@@ -68,7 +68,8 @@ def make_epoch_fn(model: Model, optimizer: optax.GradientTransformation, batch_s
 
     def one(params, opt_state, xs, ys, x, y, x_test, y_test):
         params, opt_state, losses = run_steps(params, opt_state, xs, ys)
-        (train_loss, train_acc), (test_loss, test_acc) = evaluate(model, params, x, y), evaluate(model, params, x_test, y_test)
+        train_loss, train_acc = evaluate(model, params, x, y)
+        test_loss, test_acc = evaluate(model, params, x_test, y_test)
         metrics = {"batch_loss": jnp.mean(losses), "train_loss": train_loss, "train_accuracy": train_acc,
                    "test_loss": test_loss, "test_accuracy": test_acc}
         return params, opt_state, metrics

@@ -33,7 +33,8 @@ def test_round_trip_is_exact(tmp_path, state):
     loaded = _load(path, state)
     assert (loaded.step, loaded.epoch) == (17, 3)
     assert jax.tree.structure((loaded.params, loaded.opt_state)) == jax.tree.structure((state.params, state.opt_state))
-    for a, b in zip(jax.tree.leaves((loaded.params, loaded.opt_state)), jax.tree.leaves((state.params, state.opt_state))):
+    pairs = zip(jax.tree.leaves((loaded.params, loaded.opt_state)), jax.tree.leaves((state.params, state.opt_state)))
+    for a, b in pairs:
         assert a.dtype == b.dtype
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(jax.random.key_data(loaded.key), jax.random.key_data(state.key))
@@ -85,7 +86,7 @@ def test_a_checkpoint_for_another_model_or_dtype_is_refused(tmp_path, state):
     path = str(tmp_path / "checkpoint.npz")
     save_checkpoint(path, state)
     wider = jax.eval_shape(jaxbp.mlp([2, 6, 3]).init, jax.random.key(0))
-    with pytest.raises(CheckpointError, match=r"leaf 'params.0.b' is float64\[5\] but the config makes float64\[6\]; the"):
+    with pytest.raises(CheckpointError, match=r"'params.0.b' is float64\[5\] but the config makes float64\[6\]; the"):
         load_checkpoint(path, wider, state.opt_state, state.key)
     deeper = jax.eval_shape(jaxbp.mlp([2, 5, 3, 3]).init, jax.random.key(0))
     with pytest.raises(CheckpointError, match="lacks leaf 'params.2.b'"):

@@ -89,7 +89,8 @@ def test_ctrl_c_keeps_the_finished_epochs_and_resume_is_still_bit_identical(tmp_
     assert "interrupted after epoch 3" in (stopped / "train.log").read_text()
     jaxbp.resume(stopped, overrides=["train.epochs=5"], progress=False)
     _assert_identical(_leaves(straight / "params.npz"), _leaves(stopped / "params.npz"))
-    assert [json.loads(line)["epoch"] for line in (stopped / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3, 4, 5]
+    rows = (stopped / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in rows] == [1, 2, 3, 4, 5]
 
 
 def test_same_config_and_seed_give_the_same_numbers():
@@ -208,7 +209,8 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path, mon
     monkeypatch.setattr("sys.stdout.isatty", lambda: False)
     log = _runlog.RunLog(None, 2, True, [])
     log.epoch(row)
-    assert capsys.readouterr().out == "epoch 1/2 step 3 loss 0.5000 train acc 50.0% test loss 0.5000 test acc 50.0% 0.5s\n"
+    expected = "epoch 1/2 step 3 loss 0.5000 train acc 50.0% test loss 0.5000 test acc 50.0% 0.5s\n"
+    assert capsys.readouterr().out == expected
     assert (tmp_path / "train.log").read_text().startswith("epoch 1/2")
 
 
