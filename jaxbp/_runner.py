@@ -168,13 +168,21 @@ def resume(run_dir, *, overrides=(), progress: bool = True) -> TrainResult:
 
 
 def _fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool) -> TrainResult:
-    config, data, train_cfg = run.config, run.data, run.config["train"]
-    epochs, every, first = train_cfg["epochs"], train_cfg["checkpoint_every"], state.epoch
-    checkpoint = None if run_dir is None else os.path.join(run_dir, _runlog.CHECKPOINT)
     if run_dir is not None:
-        write_atomic(os.path.join(run_dir, _runlog.CONFIG), to_toml(config).encode())
-    log = _runlog.RunLog(run_dir, epochs, progress, rows)
-    log.message(f"training {run.replicas} x {config['model']['hidden']} {config['model']['activation']} on "
+        write_atomic(os.path.join(run_dir, _runlog.CONFIG), to_toml(run.config).encode())
+    log = _runlog.RunLog(run_dir, run.config["train"]["epochs"], progress, rows)
+    try:
+        return _loop(run, state, run_dir, log)
+    finally:
+        log.close()
+
+
+def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog) -> TrainResult:
+    config, data, train_cfg = run.config, run.data, run.config["train"]
+    epochs, every, first, rows = train_cfg["epochs"], train_cfg["checkpoint_every"], state.epoch, log.rows
+    checkpoint = None if run_dir is None else os.path.join(run_dir, _runlog.CHECKPOINT)
+    sizes = "-".join(map(str, [run.model.d_in, *config["model"]["hidden"], run.model.d_out]))
+    log.message(f"training {sizes} {config['model']['activation']} x {run.replicas} replica(s) on "
                 f"{os.path.basename(data.name)} ({data.x_train.shape[0]} train, {data.x_test.shape[0]} test, "
                 f"{run.steps_per_epoch} steps/epoch) with {config['optimizer']['name']}, epochs {first + 1}..{epochs}"
                 + (f" -> {run_dir}" if run_dir else ""))
@@ -198,7 +206,6 @@ def _fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool)
             save_checkpoint(checkpoint, state)
             log.message(f"interrupted after epoch {state.epoch}; continue with: jaxbp train --resume {run_dir} "
                         f"--set train.epochs={epochs}")
-        log.close()
         raise
     wall = time.perf_counter() - start
     per_epoch = run.steps_per_epoch * (train_cfg["batch_size"] or data.x_train.shape[0]) * run.replicas
@@ -218,7 +225,6 @@ def _fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool)
             first_params = jax.tree.map(lambda leaf: leaf[0], state.params)
             save_plots(run_dir, log.rows, run.model, first_params, data, log.message)
         _runlog.write_json(os.path.join(run_dir, _runlog.SUMMARY), summary)
-    log.close()
     return TrainResult(params, state.opt_state, summary, config, run_dir)
 
 
