@@ -16,6 +16,7 @@ from ._errors import JaxbpError
 COMMANDS = {
     "check": ("jaxbp._cli_check", "prove every registered plugin and a suite of networks equal to jax.grad"),
     "train": ("jaxbp._cli_train", "train a network from a TOML config and --set overrides, or resume a run"),
+    "bench": ("jaxbp.bench", "time the training step against jax.grad, PyTorch, numpy and the matmul roofline"),
 }
 
 
