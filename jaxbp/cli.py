@@ -41,6 +41,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("jaxbp: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # e.g. `jaxbp train | head`: the reader left; stay quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except Exception as error:  # the CLI never shows a raw traceback
         if os.environ.get("JAXBP_DEBUG"):
             raise

@@ -1,0 +1,160 @@
+"""``jaxbp bench``: how fast the hand-written training step is, against jax.grad, PyTorch, numpy and the matmul roofline.
+
+Every measurement is interleaved with its contenders and reported as medians and same-round
+ratios; the run writes ``results-<suite>.md`` and ``.json`` (versions, device and XLA_FLAGS
+included) and judges the targets of issue 5 on them. ``--suite accelerator`` runs wider models
+at larger batches in float32 and bfloat16 on whatever ``jax.devices()`` offers.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+import time
+
+import jax.numpy as jnp
+
+from . import bench_contenders, bench_report, bench_special
+from ._errors import ConfigError
+from .bench_timing import (ACCELERATOR_CONFIGS, CONFIGS, environment, interleave, limit_threads, matmul_runner, median,
+                           paired_ratio, spread, useful_flops)
+
+PARTS = ("steps", "fused", "replicas", "compile", "per-example")
+SUITES = {
+    "cpu": {"configs": CONFIGS, "batches": (128, 1024, 8192), "dtypes": ("float32",), "matmul": 2048},
+    "accelerator": {"configs": ACCELERATOR_CONFIGS, "batches": (1024, 8192, 65536), "dtypes": ("float32", "bfloat16"),
+                    "matmul": 8192},
+}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--suite", choices=tuple(SUITES), default="cpu",
+                        help="cpu (default): the issue's configs at n=128/1024/8192 in float32; accelerator: wider "
+                             "models, n up to 65536, float32 and bfloat16, on jax.devices()")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, smallest batch only, shallower sweeps")
+    parser.add_argument("--configs", help="comma-separated config names (default: all of the suite)")
+    parser.add_argument("--batches", help="comma-separated batch sizes (default: the suite's)")
+    parser.add_argument("--parts", help=f"comma-separated parts to run (default: all): {','.join(PARTS)}")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per measurement (default 11, quick 3)")
+    parser.add_argument("--block-ms", type=float, help="length of one timed block of steps (default 100, quick 30)")
+    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even where it is installed")
+    parser.add_argument("--out", default="bench", help="folder for results-<suite>[-quick].md/.json (default bench/)")
+
+
+def _names(text, known, what):
+    if not text:
+        return list(known)
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [t for t in names if t not in known]
+    if unknown:
+        raise ConfigError(f"unknown {what} {unknown}; choose from {', '.join(map(str, known))}")
+    return names
+
+
+def _batches(text, default):
+    try:
+        return [int(t) for t in text.split(",")] if text else list(default)
+    except ValueError:
+        raise ConfigError(f"--batches takes comma-separated integers, got {text!r}") from None
+
+
+def _command(args) -> str:
+    words = ["jaxbp bench", f"--suite {args.suite}"] + (["--quick"] if args.quick else [])
+    words += [f"--{name.replace('_', '-')} {getattr(args, name)}"
+              for name in ("configs", "batches", "parts", "rounds", "block_ms") if getattr(args, name)]
+    return " ".join(words + (["--no-torch"] if args.no_torch else []))
+
+
+def step_rows(configs, batches, dtypes, *, rounds, block_s, matmul_size, torch, numpy, notes) -> tuple[list, dict]:
+    """Time every contender on every (config, n, dtype), interleaved with a large matmul."""
+    rows, peaks = [], {}
+    for dtype in dtypes:
+        dot, dot_flops = matmul_runner(matmul_size, jnp.dtype(dtype))
+        peaks[dtype] = []
+        for config in configs:
+            sizes = (CONFIGS | ACCELERATOR_CONFIGS)[config]
+            for n in batches:
+                cpu = dtype == "float32" and (torch or numpy)
+                contenders = bench_contenders.all_contenders(sizes, n, dtype=jnp.dtype(dtype), torch=cpu and torch,
+                                                             numpy=cpu and numpy)
+                runners = {name: c.run for name, c in contenders.items()} | {"matmul": dot}
+                prepares = {name: c.prepare for name, c in contenders.items() if c.prepare}
+                t = interleave(runners, rounds, block_s, prepares)
+                flops = useful_flops(sizes, n)
+                peak = [dot_flops / s for s in t["matmul"]]
+                peaks[dtype] += peak
+                for kind in ("torch", "numpy"):
+                    if kind in t and f"{kind}-1t" in t:
+                        t[f"{kind}_best"] = [min(a, b) for a, b in zip(t[kind], t[f"{kind}-1t"])]
+                    elif kind in t:
+                        t[f"{kind}_best"] = t[kind]
+                ratios = {"jaxbp/jax.grad": paired_ratio(t["jaxbp"], t["jax.grad"])}
+                ratios |= {f"{k}/jaxbp": paired_ratio(t[k], t["jaxbp"]) for k in t if k not in ("jaxbp", "jax.grad", "matmul")}
+                rows.append({
+                    "config": config, "sizes": sizes, "n": n, "dtype": dtype, "useful_flops": flops,
+                    "times": {k: median(v) for k, v in t.items() if k != "matmul"},
+                    "spread": {k: round(spread(v), 3) for k, v in t.items()},
+                    "ratios": ratios,
+                    "gflops": {k: flops / median(v) / 1e9 for k, v in t.items() if k != "matmul"},
+                    "roofline": {k: median([flops / a / p for a, p in zip(v, peak)]) for k, v in t.items() if k != "matmul"},
+                })
+                print(f"  {config:9s} {dtype:8s} n={n:<6d} jaxbp {1e3 * rows[-1]['times']['jaxbp']:.3f} ms, "
+                      f"jaxbp/jax.grad {ratios['jaxbp/jax.grad']:.3f}", file=sys.stderr, flush=True)
+    if torch and not bench_contenders.torch_available():
+        notes.append("PyTorch is not installed (`pip install jaxbp[bench]`), so its columns are empty.")
+    return rows, {"size": matmul_size, "gflops": {d: median(p) / 1e9 for d, p in peaks.items() if p}}
+
+
+def run(args) -> int:
+    start = time.perf_counter()
+    suite = SUITES[args.suite]
+    configs = _names(args.configs, suite["configs"], "config")
+    batches = _batches(args.batches, suite["batches"][:1] if args.quick else suite["batches"])
+    parts = _names(args.parts, PARTS, "part")
+    rounds = args.rounds or (3 if args.quick else 11)
+    block_s = args.block_ms / 1e3 if args.block_ms else 0.03 if args.quick else 0.1
+    accelerator = args.suite == "accelerator"
+    threads = limit_threads()
+    env = environment()
+    notes = []
+    results = {"suite": args.suite, "quick": args.quick, "command": _command(args),
+               "environment": env, "threads": threads,
+               "settings": {"configs": configs, "batches": batches, "parts": parts, "rounds": rounds, "block_s": block_s},
+               "toy_flops_per_example": useful_flops(CONFIGS["toy"], 1)}
+    print(f"jaxbp bench --suite {args.suite}: {env['device']}, {rounds} rounds", file=sys.stderr, flush=True)
+    results["steps"], results["matmul"] = step_rows(
+        configs, batches, suite["dtypes"], rounds=rounds, block_s=block_s,
+        matmul_size=1024 if args.quick else suite["matmul"], torch=not args.no_torch and not accelerator,
+        numpy=not accelerator, notes=notes) if "steps" in parts else ([], {"size": 0, "gflops": {}})
+    if accelerator:
+        notes.append("PyTorch and numpy run on the CPU only, so the accelerator suite times jaxbp, jax.grad and the matmul.")
+    if "fused" in parts:
+        results["fused"] = bench_special.fused_throughput(batches, rounds=rounds, block_s=block_s)
+    if "replicas" in parts:
+        results["replicas"] = bench_special.replicas(rounds=rounds, block_s=block_s, steps=8 if args.quick else 32)
+        results["replicas"]["flops_per_step"] = useful_flops(CONFIGS["toy"], results["replicas"]["n"])
+    if "compile" in parts:
+        depths = (1, 8, 64) if args.quick else (1, 2, 4, 8, 16, 32, 64)
+        results["compile"] = bench_special.compile_times(depths, reps=1 if args.quick else 5)
+        results["compile_slopes"] = {k: bench_special.slope(results["compile"], f"{k}_s") for k in ("jaxbp", "jax.grad")}
+    if "per-example" in parts:
+        pairs = [(c, n) for c in configs if c in CONFIGS for n in batches]
+        memory = bench_special.memory(pairs)
+        temp = {(r["config"], r["n"]): r["per_example_bytes"] for r in memory}
+        results["per_example"] = {
+            "memory": memory,
+            "memory_no_ynn": "not applicable off the CPU" if env["backend"] != "cpu" else bench_special.memory_without_ynnpack(pairs),
+            "time": bench_special.per_example_times(pairs, rounds=rounds, block_s=block_s, temp=temp)}
+    results["elapsed_s"] = time.perf_counter() - start
+    results["targets"] = [] if accelerator else bench_report.targets(results)
+    results["notes"] = notes + [f"{t['target']}: {t['why']}" for t in results["targets"] if t["met"] is False]
+    out = pathlib.Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"results-{args.suite}" + ("-quick" if args.quick else "")
+    text = bench_report.markdown(results)
+    (out / f"{stem}.md").write_text(text)
+    (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
+    print(text)
+    print(f"wrote {out / stem}.md and .json in {results['elapsed_s']:.0f} s", file=sys.stderr)
+    return 0
