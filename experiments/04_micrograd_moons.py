@@ -44,6 +44,7 @@ def register_hinge() -> None:
         value=lambda z, y: jnp.sum(jax.nn.relu(1 - y * z)),  # J = max(0, 1 - y z)
         backward=lambda z, y: jnp.where(y * z < 1, -y, 0.0),  # dJ/dz = -y where the margin is violated
         encode=lambda labels, k: 2.0 * jaxbp.get_loss("binary_cross_entropy").encode(labels, k) - 1.0,
+        smooth=False,  # a kink at y z = 1
         replace=True,
     )
 

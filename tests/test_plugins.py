@@ -97,3 +97,13 @@ def test_third_party_plugin_from_entry_point(tmp_path, monkeypatch, restore_regi
     assert "cube" in ACTIVATIONS.names()
     assert jaxbp.check_plugin("activation", "cube").ok
     sys.modules.pop("cube_plugin", None)
+
+
+def test_kinked_loss_with_exact_zero_gradients_is_checked_in_the_kink_band(restore_registries):
+    jaxbp.register_loss("hinge", value=lambda z, y: jnp.sum(jax.nn.relu(1 - y * z)),
+                        backward=lambda z, y: jnp.where(y * z < 1, -y, 0.0), smooth=False)
+    report = jaxbp.check_plugin("loss", "hinge")
+    assert report.ok and {row.fd_band for row in report.rows} == {checking.FD_BAND_KINK}, f"\n{report}"
+    jaxbp.register_loss("hinge", value=lambda z, y: jnp.sum(jax.nn.relu(1 - y * z)),
+                        backward=lambda z, y: jnp.where(y * z < 1, y, 0.0), smooth=False, replace=True)
+    assert not jaxbp.check_plugin("loss", "hinge").ok
