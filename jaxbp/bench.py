@@ -136,7 +136,7 @@ def run(args) -> int:
         results["replicas"]["flops_per_step"] = useful_flops(CONFIGS["toy"], results["replicas"]["n"])
     if "compile" in parts:
         depths = (1, 8, 64) if args.quick else (1, 2, 4, 8, 16, 32, 64)
-        results["compile"] = bench_special.compile_times(depths, reps=1 if args.quick else 5)
+        results["compile"] = bench_special.compile_times(depths, reps=1 if args.quick else 7)
         results["compile_slopes"] = {k: bench_special.slope(results["compile"], f"{k}_s") for k in ("jaxbp", "jax.grad")}
     if "per-example" in parts:
         pairs = [(c, n) for c in configs if c in CONFIGS for n in batches]
@@ -147,6 +147,7 @@ def run(args) -> int:
             "memory_no_ynn": "not applicable off the CPU" if env["backend"] != "cpu" else bench_special.memory_without_ynnpack(pairs),
             "time": bench_special.per_example_times(pairs, rounds=rounds, block_s=block_s, temp=temp)}
     results["elapsed_s"] = time.perf_counter() - start
+    results["load_average_end"] = environment()["load_average"]
     results["targets"] = [] if accelerator else bench_report.targets(results)
     results["notes"] = notes + [f"{t['target']}: {t['why']}" for t in results["targets"] if t["met"] is False]
     out = pathlib.Path(args.out)
