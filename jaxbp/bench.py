@@ -149,6 +149,10 @@ def run(args) -> int:
     results["elapsed_s"] = time.perf_counter() - start
     results["load_average_end"] = environment()["load_average"]
     results["targets"] = [] if accelerator else bench_report.targets(results)
+    if not accelerator and "steps" in parts:
+        notes.append("On a shared machine PyTorch's OpenMP pool and OpenBLAS with 2 threads stall whenever another "
+                     "process holds a core, so both are also timed on 1 thread and judged by the faster; the load "
+                     "average is in the header. Compare runs on a quiet machine.")
     results["notes"] = notes + [f"{t['target']}: {t['why']}" for t in results["targets"] if t["met"] is False]
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
