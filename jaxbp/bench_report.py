@@ -31,7 +31,7 @@ def _worst(rows, key, pick):
 
 
 def _missed_by(measured, threshold, higher_is_better):
-    gap = threshold / measured - 1 if higher_is_better else measured / threshold - 1
+    gap = 1 - measured / threshold if higher_is_better else measured / threshold - 1  # the shortfall, of the target
     return f"missed by {100 * gap:.1f}%" if gap < 0.1 else f"missed by {100 * gap:.0f}%"
 
 

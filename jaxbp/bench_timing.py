@@ -45,10 +45,14 @@ def useful_flops(sizes: Sequence[int], n: int) -> int:
     return total
 
 
+SETTLE_S = 0.01  # idle before each block: the last contender's spinning OpenMP/BLAS threads go to sleep
+
+
 def time_block(runner: Runner, k: int, prepare: Callable[[], None] | None = None) -> float:
-    """Seconds per step for ``k`` steps (``prepare`` is not timed)."""
+    """Seconds per step for ``k`` steps (``prepare`` and a short settling pause are not timed)."""
     if prepare is not None:
         prepare()
+    time.sleep(SETTLE_S)
     start = time.perf_counter()
     runner(k)
     return (time.perf_counter() - start) / k
