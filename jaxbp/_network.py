@@ -21,7 +21,7 @@ Params = Any  # a list with one pytree per layer
 
 
 class Model(NamedTuple):
-    """A network as pure functions. ``loss`` is plain JAX, so ``jax.grad(model.loss)`` is the reference."""
+    """A network as pure functions. ``loss`` is plain JAX: its ``jax.grad`` is the reference for ``value_and_grad``."""
 
     init: Callable[[jax.Array], Params]
     apply: Callable[[Params, jax.Array], jax.Array]  # (n, d) -> (n, k) output pre-activations
