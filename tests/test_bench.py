@@ -8,6 +8,7 @@ import optax
 import pytest
 
 from jaxbp import bench_contenders, bench_report, bench_special, cli
+import jaxbp as jaxbp_package
 from jaxbp import make_train_step
 from jaxbp.bench_timing import CONFIGS, useful_flops
 
@@ -118,3 +119,13 @@ def test_missed_targets_say_by_how_much():
     assert torch["met"] is False and torch["why"].startswith("missed by 25%")
     assert judged["hand-written / jax.grad step, n < 1024 (worst)"]["why"].startswith("missed by 9.1%")
     assert judged["toy throughput, fused multi-step mode"]["met"] is None
+
+
+def test_only_the_bench_and_the_checker_call_jax_autodiff():
+    import pathlib
+    import re
+
+    autodiff = re.compile(r"\bjax\.(grad|vjp|jvp|jacrev|jacfwd|value_and_grad|linearize)\(")
+    package = pathlib.Path(jaxbp_package.__file__).parent
+    callers = {p.name for p in package.glob("*.py") if autodiff.search(p.read_text())}
+    assert callers <= {"checking.py"} | {p.name for p in package.glob("bench*.py")}, callers
