@@ -99,7 +99,7 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
                 init = model.init(jax.random.key(SEED))
                 norms_init = np.asarray(per_example_norms(model, init, data.x_train, data.y_train))
                 norms_end = np.asarray(per_example_norms(model, r["matrix"]["params"], data.x_train, data.y_train))
-                x_plot, y_plot = np.asarray(data.x_train), np.asarray(data.y_train)
+                x_plot = np.asarray(data.x_train)
     top = np.sort(norms_end)[::-1]
     share = float(top[: max(len(top) // 20, 1)].sum() / top.sum())
     log(f"per-example gradient norms after training: median {np.median(norms_end):.1e}, max {top[0]:.1e}; "

@@ -15,7 +15,7 @@ import time
 
 import jax.numpy as jnp
 
-from . import bench_contenders, bench_report, bench_special
+from . import bench_contenders, bench_report, bench_special, bench_targets
 from ._errors import ConfigError
 from .bench_timing import (ACCELERATOR_CONFIGS, CONFIGS, environment, interleave, limit_threads, matmul_runner, median,
                            paired_ratio, spread, useful_flops)
@@ -148,7 +148,7 @@ def run(args) -> int:
             "time": bench_special.per_example_times(pairs, rounds=rounds, block_s=block_s, temp=temp)}
     results["elapsed_s"] = time.perf_counter() - start
     results["load_average_end"] = environment()["load_average"]
-    results["targets"] = [] if accelerator else bench_report.targets(results)
+    results["targets"] = [] if accelerator else bench_targets.targets(results)
     if not accelerator and "steps" in parts:
         notes.append("On a shared machine PyTorch's OpenMP pool and OpenBLAS with 2 threads stall whenever another "
                      "process holds a core, so both are also timed on 1 thread and judged by the faster; the load "

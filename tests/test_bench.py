@@ -7,7 +7,7 @@ import numpy as np
 import optax
 import pytest
 
-from jaxbp import bench_contenders, bench_report, bench_special, cli
+from jaxbp import bench_contenders, bench_special, bench_targets, cli
 import jaxbp as jaxbp_package
 from jaxbp import make_train_step
 from jaxbp.bench_timing import CONFIGS, useful_flops
@@ -114,7 +114,7 @@ def test_missed_targets_say_by_how_much():
     results = {"steps": [{"config": "toy", "n": 128, "dtype": "float32", "times": {"jaxbp": 1e-4},
                           "ratios": {"jaxbp/jax.grad": 1.2, "torch_best/jaxbp": 3.0}, "roofline": {}}],
                "matmul": {"gflops": {"float32": 100.0}}, "toy_flops_per_example": useful_flops(CONFIGS["toy"], 1)}
-    judged = {t["target"]: t for t in bench_report.targets(results)}
+    judged = {t["target"]: t for t in bench_targets.targets(results)}
     torch = judged["PyTorch / jaxbp time, toy n=128"]
     assert torch["met"] is False and torch["why"].startswith("missed by 25%")
     assert judged["hand-written / jax.grad step, n < 1024 (worst)"]["why"].startswith("missed by 9.1%")
