@@ -80,10 +80,18 @@ register_loss(
     link=jax.nn.sigmoid,
     encode=_binary_targets,
 )
+def _log_sum_exp(z) -> jax.Array:
+    """log sum_k exp z_k, shifted by max z so exp never overflows (the shift's gradient is exactly 0)."""
+    shift = jax.lax.stop_gradient(jnp.max(z))
+    return shift + jnp.log(jnp.sum(jnp.exp(z - shift)))
+
+
 register_loss(
     "softmax_cross_entropy",
-    value=lambda z, y: -jnp.sum(y * jax.nn.log_softmax(z)),  # J = -sum_k y_k log a_k, a = softmax(z)
-    backward=lambda z, y: jax.nn.softmax(z) - y,  # dJ/dz = a - y
+    # J = -sum_k y_k log a_k with log a = z - lse(z), a = softmax(z): J = sum(y) lse(z) - y.z
+    value=lambda z, y: jnp.sum(y) * _log_sum_exp(z) - jnp.sum(y * z),
+    # dJ/dz = a sum(y) - y, which is the notes' a - y whenever y is a distribution (one-hot or soft)
+    backward=lambda z, y: jnp.exp(z - _log_sum_exp(z)) * jnp.sum(y) - y,
     link=jax.nn.softmax,
     encode=_class_targets,
 )

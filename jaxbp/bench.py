@@ -136,7 +136,7 @@ def run(args) -> int:
         results["replicas"]["flops_per_step"] = useful_flops(CONFIGS["toy"], results["replicas"]["n"])
     if "compile" in parts:
         depths = (1, 8, 64) if args.quick else (1, 2, 4, 8, 16, 32, 64)
-        results["compile"] = bench_special.compile_times(depths, reps=1 if args.quick else 7)
+        results["compile"] = bench_special.compile_times(depths, reps=1 if args.quick else 11)
         results["compile_slopes"] = {k: bench_special.slope(results["compile"], f"{k}_s") for k in ("jaxbp", "jax.grad")}
     if "per-example" in parts:
         pairs = [(c, n) for c in configs if c in CONFIGS for n in batches]

@@ -153,7 +153,7 @@ def _check_loss(name: str, seed: int) -> CheckReport:
     reports = [
         compare(f"loss:{name} ({kind} y)", lambda z, y=y: loss.value(z, y), z, loss.backward(z, y), smooth=loss.smooth,
                 seed=seed)
-        for kind, y in (("soft", soft), ("one-hot", jax.nn.one_hot(1, 3, dtype=z.dtype)))
+        for kind, y in (("soft", soft), ("one-hot", jax.nn.one_hot(1, 3, dtype=z.dtype)), ("half-weight", 0.5 * soft))
     ]
     return merge(reports)
 

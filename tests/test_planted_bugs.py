@@ -45,6 +45,14 @@ def test_y_minus_a_instead_of_a_minus_y(loss, restore_registries):
     assert _failed_leaves(checking.check_model(model, smooth=True))
 
 
+def test_softmax_backward_that_assumes_targets_sum_to_one(restore_registries):
+    good = jaxbp.get_loss("softmax_cross_entropy")  # a - y is right only when sum(y) = 1
+    jaxbp.register_loss("softmax_cross_entropy", value=good.value, backward=lambda z, y: jax.nn.softmax(z) - y,
+                        link=good.link, encode=good.encode, replace=True)
+    report = jaxbp.check_plugin("loss", "softmax_cross_entropy")
+    assert {row.subject for row in report.failures} == {"loss:softmax_cross_entropy (half-weight y)"}
+
+
 def _dense_with_transposed_x(features):
     good = jaxbp.dense(features, "tanh")
 
