@@ -96,6 +96,7 @@ def step_rows(configs, batches, dtypes, *, rounds, block_s, matmul_size, torch, 
                     "times": {k: median(v) for k, v in t.items() if k != "matmul"},
                     "spread": {k: round(spread(v), 3) for k, v in t.items()},
                     "ratios": ratios,
+                    "ratio_spread": {"jaxbp/jax.grad": round(spread([a / b for a, b in zip(t["jaxbp"], t["jax.grad"])]), 3)},
                     "gflops": {k: flops / median(v) / 1e9 for k, v in t.items() if k != "matmul"},
                     "roofline": {k: median([flops / a / p for a, p in zip(v, peak)]) for k, v in t.items() if k != "matmul"},
                 })
