@@ -8,60 +8,14 @@ Ragged last batches are dropped by the data loader, so shapes -- and the compile
 
 from __future__ import annotations
 
-import collections
 from typing import Callable
 
 import jax
-import jax.extend.core
 import jax.numpy as jnp
 import optax
 
+from ._fold import fold_batch_sums
 from ._network import Model
-from ._validate import is_concrete
-
-
-def _fold_sum_into_dot(jaxpr):
-    """Rewrite ``reduce_sum(dot_general(a, b), batch axes)`` as one dot_general contracting those axes.
-
-    This is XLA's own Reduce(Dot) -> Dot rule, done before XLA:CPU can turn each per-example outer
-    product into a broadcast multiply and store all n of them (n*k*d floats) ahead of the sum.
-    """
-    users = collections.Counter(v for eqn in jaxpr.eqns for v in eqn.invars if isinstance(v, jax.extend.core.Var))
-    users.update(v for v in jaxpr.outvars if isinstance(v, jax.extend.core.Var))
-    dots, folded, eqns = {}, set(), []
-    for eqn in jaxpr.eqns:
-        dot = dots.get(eqn.invars[0]) if eqn.primitive.name == "reduce_sum" else None
-        if dot is not None and users[dot.outvars[0]] == 1:
-            (lhs_c, rhs_c), (lhs_b, rhs_b) = dot.params["dimension_numbers"]
-            summed = tuple(eqn.params["axes"])
-            if all(a < len(lhs_b) for a in summed):  # the output's leading axes are the batch axes
-                kept = [i for i in range(len(lhs_b)) if i not in summed]
-                numbers = ((tuple(lhs_c) + tuple(lhs_b[i] for i in summed), tuple(rhs_c) + tuple(rhs_b[i] for i in summed)),
-                           (tuple(lhs_b[i] for i in kept), tuple(rhs_b[i] for i in kept)))
-                eqns.append(dot.replace(params={**dot.params, "dimension_numbers": numbers}, outvars=eqn.outvars))
-                folded.add(id(dot))
-                continue
-        if eqn.primitive.name == "dot_general":
-            dots[eqn.outvars[0]] = eqn
-        eqns.append(eqn)
-    return jaxpr.replace(eqns=[eqn for eqn in eqns if id(eqn) not in folded])
-
-
-def fold_batch_sums(fn: Callable) -> Callable:
-    """``fn`` with its sums over vmapped outer products contracted by a matmul (same numbers, no n*k*d store).
-
-    Under ``jit`` only: called on concrete arrays ``fn`` runs as written, with its value checks.
-    """
-
-    def folded(*args):
-        leaves = jax.tree.leaves(args)
-        if all(is_concrete(leaf) for leaf in leaves):
-            return fn(*args)
-        closed, out_shape = jax.make_jaxpr(fn, return_shape=True)(*args)
-        run = jax.extend.core.jaxpr_as_fun(closed.replace(jaxpr=_fold_sum_into_dot(closed.jaxpr)))
-        return jax.tree.unflatten(jax.tree.structure(out_shape), run(*leaves))
-
-    return folded
 
 
 def per_example_value_and_grad(model: Model) -> Callable:
