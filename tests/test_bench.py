@@ -119,6 +119,10 @@ def test_missed_targets_say_by_how_much():
     assert torch["met"] is False and torch["why"].startswith("missed by 25%")
     assert judged["hand-written / jax.grad step, n < 1024 (worst)"]["why"].startswith("missed by 9.1%")
     assert judged["toy throughput, fused multi-step mode"]["met"] is None
+    results["steps"][0]["times"]["torch_best"] = 3e-4
+    results["fused"] = [{"n": 128, "steps": 512, "fused_examples_per_s": 2.56e6, "fused_speedup": 1.5}]
+    torch = {t["target"]: t for t in bench_targets.targets(results)}["PyTorch / jaxbp time, toy n=128"]
+    assert "a step costs 50 us, 6.0x less than PyTorch's; the target is judged on the single-call step" in torch["why"]
 
 
 @pytest.mark.parametrize("spread,word", [(0.04, "inside"), (0.01, "beyond")])
