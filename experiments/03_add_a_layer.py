@@ -77,7 +77,7 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
             model, params, acc, _ = runs[label]
             title = ("single layer (linear)" if label == "linear" else f"one hidden layer ({HIDDEN} {ACTIVATION})")
             plot_boundary(axes[row, col], lambda g, m=model, p=params: classes(m, p, g), data.x_train,
-                          data.y_train, f"{name}: {title}, test acc {acc:.3f}", k)
+                          data.y_train, f"{name}: {title}\ntest acc {acc:.3f}", k)
     save_figure(fig, out_dir, "add_a_layer.png")
 
     return write_results(
