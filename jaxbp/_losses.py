@@ -80,6 +80,8 @@ register_loss(
     link=jax.nn.sigmoid,
     encode=_binary_targets,
 )
+
+
 def _log_sum_exp(z) -> jax.Array:
     """log sum_k exp z_k, shifted by max z so exp never overflows (the shift's gradient is exactly 0)."""
     shift = jax.lax.stop_gradient(jnp.max(z))

@@ -68,25 +68,17 @@ def targets(results) -> list[dict]:
             continue
         met = worst["hg"] <= limit
         out.append(_target(name, f"<= {limit}", round(worst["hg"], 3), met, f"{worst['config']} n={worst['n']}",
-                           "" if met else f"{_missed_by(worst['hg'], limit, False)}{_noise(worst, worst['hg'], limit)}: the two compiled "
-                           "steps do the same matmuls; the gap is what XLA fuses differently around them"))
+                           "" if met else f"{_missed_by(worst['hg'], limit, False)}"
+                           f"{_noise(worst, worst['hg'], limit)}: the two compiled steps do the same matmuls; "
+                           "the gap is what XLA fuses differently around them"))
     out.append(_ratio_target("PyTorch / jaxbp time, mnist n=1024", results, "mnist", 1024, "torch_best/jaxbp", 1.0,
-                             lambda r: f"both are matmul-bound (roofline share jaxbp {r['roofline'].get('jaxbp', 0):.0%}, "
-                                       f"PyTorch {r['roofline'].get('torch_best', 0):.0%}): MKL's sgemm against XLA's"))
+                             lambda r: f"both are matmul-bound (roofline share jaxbp "
+                                       f"{r['roofline'].get('jaxbp', 0):.0%}, PyTorch "
+                                       f"{r['roofline'].get('torch_best', 0):.0%}): MKL's sgemm against XLA's"))
     out.append(_ratio_target("PyTorch / jaxbp time, toy n=128", results, "toy", 128, "torch_best/jaxbp", 4.0,
-                             lambda r: f"jaxbp's step is {1e6 * r['times']['jaxbp']:.0f} us, about 30 XLA:CPU kernels "
-                                       f"on one core at {r['roofline'].get('jaxbp', 0):.0%} of the 2-core matmul roofline: "
-                                       "the 64 x 64 matmuls run near one core's peak, but the weight gradients contract "
-                                       "the batch axis (dZ^T X), and XLA:CPU runs those on Eigen's slower path, not "
-                                       "YNNPACK's; PyTorch's "
-                                       f"{1e6 * r['times'].get('torch_best', 0):.0f} us is mostly framework overhead"
-                                       f"{_fused_toy_step(results, r)}"))
+                             lambda r: _toy_torch_why(results, r)))
     out.append(_ratio_target("numpy / jaxbp time, mnist n=1024", results, "mnist", 1024, "numpy_best/jaxbp", 1.2,
-                             lambda r: f"both are matmul-bound: numpy already runs at {r['roofline'].get('numpy_best', 0):.0%} "
-                                       f"of the matmul roofline (jaxbp {r['roofline'].get('jaxbp', 0):.0%}), so even at 100% "
-                                       f"jaxbp could be at most {1 / r['roofline'].get('numpy_best', 1):.2f}x faster; "
-                                       "OpenBLAS's sgemm is as fast as XLA's, and numpy's unfused elementwise passes "
-                                       "cost it less than 20%"))
+                             _numpy_why))
     for config in ("mnist", "deep"):
         row = _row(results, config, 1024)
         name = f"share of matmul roofline, {config} n=1024"
@@ -120,6 +112,21 @@ def targets(results) -> list[dict]:
     out += _compile_targets(results.get("compile") or [], results.get("compile_slopes") or {})
     out += _per_example_targets(results.get("per_example") or {})
     return out
+
+
+def _toy_torch_why(results, row) -> str:
+    return (f"jaxbp's step is {1e6 * row['times']['jaxbp']:.0f} us, about 30 XLA:CPU kernels on one core at "
+            f"{row['roofline'].get('jaxbp', 0):.0%} of the 2-core matmul roofline: the 64 x 64 matmuls run near one "
+            "core's peak, but the weight gradients contract the batch axis (dZ^T X), and XLA:CPU runs those on "
+            f"Eigen's slower path, not YNNPACK's; PyTorch's {1e6 * row['times'].get('torch_best', 0):.0f} us is "
+            f"mostly framework overhead{_fused_toy_step(results, row)}")
+
+
+def _numpy_why(row) -> str:
+    numpy, jaxbp = row["roofline"].get("numpy_best", 1), row["roofline"].get("jaxbp", 0)
+    return (f"both are matmul-bound: numpy already runs at {numpy:.0%} of the matmul roofline (jaxbp {jaxbp:.0%}), "
+            f"so even at 100% jaxbp could be at most {1 / numpy:.2f}x faster; OpenBLAS's sgemm is as fast as XLA's, "
+            "and numpy's unfused elementwise passes cost it less than 20%")
 
 
 def _fused_toy_step(results, row) -> str:
@@ -166,9 +173,10 @@ def _compile_targets(rows, slopes) -> list[dict]:
                    "" if slowest["jaxbp_s"] <= 0.5 else _missed_by(slowest["jaxbp_s"], 0.5, False)),
            _target("compile time, hand-written / jax.grad, every depth", "<= 1.0", round(worst["ratio"], 3),
                    worst["ratio"] <= 1.0, f"worst at {worst['hidden_layers']} layers",
-                   "" if worst["ratio"] <= 1.0 else f"{_missed_by(worst['ratio'], 1.0, False)}{_noise(worst, worst['ratio'], 1.0)}: at this depth both steps "
-                   "are the same ~20 fused XLA ops and XLA's codegen of them is the compile time; the hand-written "
-                   "step saves only tracing, which grows with depth")]
+                   "" if worst["ratio"] <= 1.0 else f"{_missed_by(worst['ratio'], 1.0, False)}"
+                   f"{_noise(worst, worst['ratio'], 1.0)}: at this depth both steps are the same ~20 fused XLA "
+                   "kernels and XLA's codegen of them is the compile time; the hand-written step saves tracing, which "
+                   "grows with depth, and two loss kernels")]
     hand, grad = slopes.get("jaxbp"), slopes.get("jax.grad")
     if hand is not None:
         out.append(_target("compile time growth with depth, vs jax.grad", "<= jax.grad's", f"{1e3 * hand:.1f} ms/layer",
