@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from . import bench_contenders, bench_report, bench_special, bench_targets
 from ._errors import ConfigError
 from .bench_timing import (ACCELERATOR_CONFIGS, CONFIGS, environment, interleave, limit_threads, matmul_runner, median,
-                           paired_ratio, spread, useful_flops)
+                           paired_ratio, paired_spread, spread, useful_flops)
 
 PARTS = ("steps", "fused", "replicas", "compile", "per-example")
 SUITES = {
@@ -96,8 +96,7 @@ def step_rows(configs, batches, dtypes, *, rounds, block_s, matmul_size, torch, 
                     "times": {k: median(v) for k, v in t.items() if k != "matmul"},
                     "spread": {k: round(spread(v), 3) for k, v in t.items()},
                     "ratios": ratios,
-                    "ratio_spread": {"jaxbp/jax.grad": round(spread([a / b for a, b in zip(t["jaxbp"],
-                                                                                    t["jax.grad"])]), 3)},
+                    "ratio_spread": round(paired_spread(t["jaxbp"], t["jax.grad"]), 3),  # of jaxbp/jax.grad
                     "gflops": {k: flops / median(v) / 1e9 for k, v in t.items() if k != "matmul"},
                     "roofline": {k: median([flops / a / p for a, p in zip(v, peak)]) for k, v in t.items() if k != "matmul"},
                 })

@@ -20,7 +20,7 @@ import optax
 from ._network import mlp
 from ._train import init_replicas, make_replica_step, make_scan_step, make_train_step, train_step_fn
 from .bench_contenders import LEARNING_RATE, batch, grad_step, start_params
-from .bench_timing import CONFIGS, interleave, median, paired_ratio, spread
+from .bench_timing import CONFIGS, interleave, median, paired_ratio, paired_spread
 
 TOY = CONFIGS["toy"]
 YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
@@ -136,7 +136,7 @@ def compile_times(depths, *, reps: int, width: int = 256, n: int = 128) -> list[
                 t[name].append(_compile_seconds(makers[name], sizes, n))
         rows.append({"hidden_layers": depth, "jaxbp_s": median(t["jaxbp"]), "jax.grad_s": median(t["jax.grad"]),
                      "ratio": paired_ratio(t["jaxbp"], t["jax.grad"]),
-                     "ratio_spread": spread([a / b for a, b in zip(t["jaxbp"], t["jax.grad"])])})
+                     "ratio_spread": paired_spread(t["jaxbp"], t["jax.grad"])})
     return rows
 
 

@@ -38,8 +38,6 @@ def _missed_by(measured, threshold, higher_is_better):
 def _noise(row, ratio, threshold) -> str:
     """The round-to-round spread of a paired ratio, said beside a miss, and whether the miss is inside it."""
     spread = row.get("ratio_spread")
-    if isinstance(spread, dict):
-        spread = spread.get("jaxbp/jax.grad")
     if spread is None or math.isnan(spread):
         return ""
     inside = "inside" if ratio / threshold - 1 <= spread else "beyond"

@@ -96,6 +96,11 @@ def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> fl
     return median([a / b for a, b in zip(numerator, denominator)])
 
 
+def paired_spread(numerator: Sequence[float], denominator: Sequence[float]) -> float:
+    """``spread`` of the same-round ratios behind ``paired_ratio``."""
+    return spread([a / b for a, b in zip(numerator, denominator)])
+
+
 def spread(values: Sequence[float]) -> float:
     """Relative half-width of the middle half of the rounds: (q75 - q25) / (2 median)."""
     if len(values) < 4:
