@@ -24,7 +24,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import jaxbp  # noqa: E402
-import jaxbp.datasets  # noqa: E402,F401  (jaxbp.datasets before jaxbp/__init__ re-exports it)
+
 
 RESULTS = Path(__file__).resolve().parent / "results"
 DPI = 100

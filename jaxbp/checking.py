@@ -17,11 +17,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.flatten_util import ravel_pytree
 
-from ._activations import ACTIVATIONS
-from ._errors import JaxbpError
-from ._layers import LAYERS
-from ._losses import LOSSES
-from ._network import Model, mlp
+from .plugins.activations import ACTIVATIONS
+from .errors import JaxbpError
+from .plugins.layers import LAYERS
+from .plugins.losses import LOSSES
+from .networks import Model, mlp
 
 GRAD_TOL = 1e-10  # vs jax.grad, float64
 FD_BAND_SMOOTH = 1e-7  # CS231n: relative error <= 1e-7 where the function is smooth

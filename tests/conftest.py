@@ -7,9 +7,9 @@ import pytest
 
 jax.config.update("jax_enable_x64", True)
 
-from jaxbp._activations import ACTIVATIONS  # noqa: E402
-from jaxbp._layers import LAYERS  # noqa: E402
-from jaxbp._losses import LOSSES  # noqa: E402
+from jaxbp.plugins.activations import ACTIVATIONS  # noqa: E402
+from jaxbp.plugins.layers import LAYERS  # noqa: E402
+from jaxbp.plugins.losses import LOSSES  # noqa: E402
 
 
 @pytest.fixture

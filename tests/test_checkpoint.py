@@ -11,7 +11,7 @@ import pytest
 
 import jaxbp
 from jaxbp import CheckpointError
-from jaxbp._checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_atomic
+from jaxbp.training.checkpoint import Checkpoint, load_checkpoint, save_checkpoint, write_atomic
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ import tomllib
 import pytest
 
 from jaxbp import ConfigError, load_config
-from jaxbp._config import OPTIMIZERS, SCHEDULES, SCHEMA, parse_override, read_toml, to_toml
+from jaxbp.training.config import OPTIMIZERS, SCHEDULES, SCHEMA, parse_override, read_toml, to_toml
 
 
 def test_defaults_are_the_issue_run():

@@ -10,7 +10,7 @@ import optax
 import pytest
 
 from jaxbp import datasets
-from jaxbp._errors import ConfigError, DataError, MissingExtraError, UnknownPluginError
+from jaxbp.errors import ConfigError, DataError, MissingExtraError, UnknownPluginError
 
 KEY = jax.random.key(0)
 SYNTHETIC = ("blobs", "xor", "moons", "circles", "spiral")

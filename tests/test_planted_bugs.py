@@ -6,7 +6,7 @@ import pytest
 
 import jaxbp
 from jaxbp import checking
-from jaxbp._layers import Layer
+from jaxbp.plugins.layers import Layer
 
 
 def _model():

@@ -9,10 +9,11 @@ import jax.numpy as jnp
 import pytest
 
 import jaxbp
-from jaxbp import _layers, checking
-from jaxbp._activations import ACTIVATIONS
-from jaxbp._layers import LAYERS
-from jaxbp._losses import LOSSES
+from jaxbp import checking
+from jaxbp.plugins import layers as _layers
+from jaxbp.plugins.activations import ACTIVATIONS
+from jaxbp.plugins.layers import LAYERS
+from jaxbp.plugins.losses import LOSSES
 
 PUBLIC_ACTIVATIONS = {"identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "softmax"}
 PUBLIC_LOSSES = {"binary_cross_entropy", "softmax_cross_entropy", "mse"}
@@ -93,7 +94,7 @@ def test_third_party_plugin_from_entry_point(tmp_path, monkeypatch, restore_regi
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: cube-plugin\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[jaxbp.plugins]\ncube = cube_plugin:register\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setattr(jaxbp._registry, "_loaded_entry_points", set())
+    monkeypatch.setattr(jaxbp.plugins.registry, "_loaded_entry_points", set())
     assert "cube" in ACTIVATIONS.names()
     assert jaxbp.check_plugin("activation", "cube").ok
     sys.modules.pop("cube_plugin", None)

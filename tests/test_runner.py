@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import jaxbp
-from jaxbp import _runlog
-from jaxbp._config import load_config
-from jaxbp._runner import build
+from jaxbp.training import runlog as _runlog
+from jaxbp.training.config import load_config
+from jaxbp.training.runner import build
 from jaxbp.cli import main
 
 # a small run: 160 moons train examples in batches of 24 (16 dropped per epoch), adam with momentum state
@@ -215,7 +215,7 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path, mon
 
 
 def test_plots_are_skipped_with_a_note_without_matplotlib(monkeypatch, tmp_path):
-    from jaxbp._plots import save_plots
+    from jaxbp.training.plots import save_plots
 
     monkeypatch.setitem(__import__("sys").modules, "matplotlib.figure", None)
     notes = []

@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import time
 
-from . import _runner
-from ._config import load_config, to_toml
-from ._errors import ConfigError
+from ..training import runner as _runner
+from ..training.config import load_config, to_toml
+from ..errors import ConfigError
 
 
 def add_arguments(parser) -> None:

@@ -18,8 +18,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _synthetic
-from ._errors import ConfigError, DataError, MissingExtraError, UnknownPluginError
+from . import synthetic as _synthetic
+from ..errors import ConfigError, DataError, MissingExtraError, UnknownPluginError
 
 _EXTRA = "pip install 'jaxbp[data]'"
 _REAL = {"iris": 3, "digits": 10, "mnist5k": 10}  # name -> number of classes

@@ -21,15 +21,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from . import _runlog, _synthetic, datasets
-from ._checkpoint import Checkpoint, load_checkpoint, save_checkpoint, save_trees, write_atomic
-from ._config import learning_rates, load_config, make_optimizer, parse_override, resolve_schedule, to_toml
-from ._activations import get_activation
-from ._errors import ConfigError
-from ._losses import get_loss
-from ._network import Model, mlp
-from ._plots import save_plots
-from ._train import evaluate, scan_steps, train_step_fn
+from . import runlog as _runlog
+from ..datasets import synthetic as _synthetic
+from .. import datasets
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint, save_trees, write_atomic
+from .config import learning_rates, load_config, make_optimizer, parse_override, resolve_schedule, to_toml
+from ..plugins.activations import get_activation
+from ..errors import ConfigError
+from ..plugins.losses import get_loss
+from ..networks import Model, mlp
+from .plots import save_plots
+from .steps import evaluate, scan_steps, train_step_fn
 
 RESUMABLE = ("train.epochs", "train.checkpoint_every", "train.plots")  # what --set may change on --resume
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._errors import DataError, ShapeError
+from .errors import DataError, ShapeError
 
 
 def is_concrete(x) -> bool:

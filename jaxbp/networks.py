@@ -12,10 +12,10 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from ._errors import ConfigError, ShapeError
-from ._layers import Layer, dense
-from ._losses import get_loss
-from ._validate import check_batch, check_inputs
+from .errors import ConfigError, ShapeError
+from .plugins.layers import Layer, dense
+from .plugins.losses import get_loss
+from .validate import check_batch, check_inputs
 
 Params = Any  # a list with one pytree per layer
 

@@ -13,9 +13,9 @@ from typing import Any, Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._activations import get_activation
-from ._errors import ConfigError
-from ._registry import Registry
+from .activations import get_activation
+from ..errors import ConfigError
+from .registry import Registry
 
 
 class Layer(NamedTuple):

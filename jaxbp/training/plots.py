@@ -13,7 +13,7 @@ from typing import Callable
 import jax.numpy as jnp
 import numpy as np
 
-from ._checkpoint import write_atomic
+from .checkpoint import write_atomic
 
 EXTRA = "pip install 'jaxbp[plots]'"
 

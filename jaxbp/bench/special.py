@@ -1,6 +1,6 @@
 """The bench's other measurements: fused toy throughput, vmapped replicas, compile time, per-example steps.
 
-Run as ``python -m jaxbp.bench_special memory CONFIG:N ...`` it prints the XLA memory analysis as
+Run as ``python -m jaxbp.bench.special memory CONFIG:N ...`` it prints the XLA memory analysis as
 JSON; the bench starts it in a child process with YNNPACK off, since XLA reads XLA_FLAGS once.
 """
 
@@ -17,10 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._network import mlp
-from ._train import init_replicas, make_replica_step, make_scan_step, make_train_step, train_step_fn
-from .bench_contenders import LEARNING_RATE, batch, grad_step, start_params
-from .bench_timing import CONFIGS, interleave, median, paired_ratio, paired_spread
+from ..networks import mlp
+from ..training.steps import init_replicas, make_replica_step, make_scan_step, make_train_step, train_step_fn
+from .contenders import LEARNING_RATE, batch, grad_step, start_params
+from .timing import CONFIGS, interleave, median, paired_ratio, paired_spread
 
 TOY = CONFIGS["toy"]
 YNN_OFF = "--xla_cpu_experimental_ynn_fusion_type="
@@ -172,7 +172,7 @@ def memory_without_ynnpack(pairs) -> list[dict] | str:
     env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + YNN_OFF).strip(),
                JAX_PLATFORMS="cpu")
     args = [f"{config}:{n}" for config, n in pairs]
-    proc = subprocess.run([sys.executable, "-m", "jaxbp.bench_special", "memory", *args],
+    proc = subprocess.run([sys.executable, "-m", "jaxbp.bench.special", "memory", *args],
                           env=env, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         return f"child process failed: {proc.stderr.strip().splitlines()[-1:]}"
@@ -211,6 +211,6 @@ def per_example_times(pairs, *, rounds: int, block_s: float, temp: dict) -> list
 
 if __name__ == "__main__":
     if sys.argv[1:2] != ["memory"]:
-        sys.exit("usage: python -m jaxbp.bench_special memory CONFIG:N ...")
+        sys.exit("usage: python -m jaxbp.bench.special memory CONFIG:N ...")
     pairs = [(a.split(":")[0], int(a.split(":")[1])) for a in sys.argv[2:]]
     print(json.dumps(memory(pairs)))

@@ -13,9 +13,9 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._errors import ShapeError
-from ._registry import Registry
-from ._validate import check_int_labels, check_shape
+from ..errors import ShapeError
+from .registry import Registry
+from ..validate import check_int_labels, check_shape
 
 
 def float_targets(y, k: int) -> jax.Array:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 from typing import Generic, TypeVar
 
-from ._errors import JaxbpError, UnknownPluginError
+from ..errors import JaxbpError, UnknownPluginError
 
 ENTRY_POINT_GROUP = "jaxbp.plugins"
 T = TypeVar("T")

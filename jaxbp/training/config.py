@@ -21,7 +21,7 @@ import tomllib
 
 import optax
 
-from ._errors import ConfigError
+from ..errors import ConfigError
 
 # section -> key -> (default, kind); a kind is "int", "float", "bool", "str", "ints", "strs", "floats" or "a|b"
 SCHEMA = {
@@ -162,7 +162,7 @@ def _check_choice(where: str, name: str, known) -> None:
 
 
 def _check_values(config: dict) -> None:
-    from . import datasets
+    from .. import datasets
 
     data, train, opt = config["data"], config["train"], config["optimizer"]
     if data["name"].endswith(".npz"):

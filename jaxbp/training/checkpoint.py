@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from ._errors import CheckpointError
+from ..errors import CheckpointError
 
 FORMAT = "jaxbp-checkpoint"
 VERSION = 1

@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._registry import Registry
+from .registry import Registry
 
 
 class Activation(NamedTuple):

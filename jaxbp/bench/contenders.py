@@ -17,9 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from ._network import mlp
-from ._train import make_train_step
-from .bench_timing import THREADS, set_blas_threads
+from ..networks import mlp
+from ..training.steps import make_train_step
+from .timing import THREADS, set_blas_threads
 
 LEARNING_RATE = 1e-3
 

@@ -11,12 +11,12 @@ import importlib
 import os
 import sys
 
-from ._errors import JaxbpError
+from ..errors import JaxbpError
 
 COMMANDS = {
-    "check": ("jaxbp._cli_check", "prove every registered plugin and a suite of networks equal to jax.grad"),
-    "train": ("jaxbp._cli_train", "train a network from a TOML config and --set overrides, or resume a run"),
-    "bench": ("jaxbp.bench", "time the training step against jax.grad, PyTorch, numpy and the matmul roofline"),
+    "check": ("jaxbp.cli.check", "prove every registered plugin and a suite of networks equal to jax.grad"),
+    "train": ("jaxbp.cli.train", "train a network from a TOML config and --set overrides, or resume a run"),
+    "bench": ("jaxbp.cli.bench", "time the training step against jax.grad, PyTorch, numpy and the matmul roofline"),
 }
 
 

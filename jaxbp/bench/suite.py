@@ -15,9 +15,12 @@ import time
 
 import jax.numpy as jnp
 
-from . import bench_contenders, bench_report, bench_special, bench_targets
-from ._errors import ConfigError
-from .bench_timing import (ACCELERATOR_CONFIGS, CONFIGS, environment, interleave, limit_threads, matmul_runner, median,
+from . import contenders as bench_contenders
+from . import report as bench_report
+from . import special as bench_special
+from . import targets as bench_targets
+from ..errors import ConfigError
+from .timing import (ACCELERATOR_CONFIGS, CONFIGS, environment, interleave, limit_threads, matmul_runner, median,
                            paired_ratio, paired_spread, spread, useful_flops)
 
 PARTS = ("steps", "fused", "replicas", "compile", "per-example")
@@ -26,20 +29,6 @@ SUITES = {
     "accelerator": {"configs": ACCELERATOR_CONFIGS, "batches": (1024, 8192, 65536), "dtypes": ("float32", "bfloat16"),
                     "matmul": 8192},
 }
-
-
-def add_arguments(parser) -> None:
-    parser.add_argument("--suite", choices=tuple(SUITES), default="cpu",
-                        help="cpu (default): the issue's configs at n=128/1024/8192 in float32; accelerator: wider "
-                             "models, n up to 65536, float32 and bfloat16, on jax.devices()")
-    parser.add_argument("--quick", action="store_true", help="fewer rounds, smallest batch only, shallower sweeps")
-    parser.add_argument("--configs", help="comma-separated config names (default: all of the suite)")
-    parser.add_argument("--batches", help="comma-separated batch sizes (default: the suite's)")
-    parser.add_argument("--parts", help=f"comma-separated parts to run (default: all): {','.join(PARTS)}")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds per measurement (default 11, quick 3)")
-    parser.add_argument("--block-ms", type=float, help="length of one timed block of steps (default 100, quick 30)")
-    parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even where it is installed")
-    parser.add_argument("--out", default="bench", help="folder for results-<suite>[-quick].md/.json (default bench/)")
 
 
 def _names(text, known, what):

@@ -14,8 +14,8 @@ import sys
 
 import numpy as np
 
-from ._checkpoint import write_atomic
-from ._errors import CheckpointError, ConfigError
+from .checkpoint import write_atomic
+from ..errors import CheckpointError, ConfigError
 
 CONFIG, METRICS, SUMMARY, PARAMS, CHECKPOINT, LOG = (
     "config.toml", "metrics.jsonl", "summary.json", "params.npz", "checkpoint.npz", "train.log")

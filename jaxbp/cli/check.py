@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import time
 
-from . import checking
-from ._registry import load_entry_points
+from .. import checking
+from ..plugins.registry import load_entry_points
 
 
 def add_arguments(parser) -> None:

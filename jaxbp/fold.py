@@ -19,7 +19,7 @@ import jax
 import jax.extend.core
 import jax.numpy as jnp
 
-from ._validate import is_concrete
+from .validate import is_concrete
 
 DEFERRED = ("dot_general", "mul", "broadcast_in_dim")  # evaluated only when read by something that is not a fold
 STRETCHED = "."  # the label of a size-1 axis that a broadcast stretches: squeezed out before contracting

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from ._fold import fold_batch_sums
-from ._network import Model
+from ..fold import fold_batch_sums
+from ..networks import Model
 
 
 def per_example_value_and_grad(model: Model) -> Callable:

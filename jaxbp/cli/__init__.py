@@ -1,0 +1,3 @@
+"""The ``jaxbp`` command line: one module per command, sharing one ``main``."""
+
+from .main import main as main

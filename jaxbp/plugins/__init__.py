@@ -1,0 +1,19 @@
+"""The plugin kinds -- activations, losses, layers -- each a registry of NamedTuples of pure functions."""
+
+from .activations import ACTIVATIONS as ACTIVATIONS
+from .activations import Activation as Activation
+from .activations import get_activation as get_activation
+from .activations import register_activation as register_activation
+from .layers import LAYERS as LAYERS
+from .layers import Layer as Layer
+from .layers import LayerPlugin as LayerPlugin
+from .layers import dense as dense
+from .layers import layer as layer
+from .layers import layer_norm as layer_norm
+from .layers import register_layer as register_layer
+from .losses import LOSSES as LOSSES
+from .losses import Loss as Loss
+from .losses import get_loss as get_loss
+from .losses import register_loss as register_loss
+from .registry import Registry as Registry
+from .registry import load_entry_points as load_entry_points
