@@ -22,8 +22,9 @@ import optax
 from sklearn.linear_model import LogisticRegression
 
 import jaxbp
-from _common import (accuracy, check, classes, default_out, full_batch_run, load, log, plot_boundary, run_cli,
-                     save_figure, write_results)
+from jaxbp.training import plot_boundary
+from _common import (accuracy, check, classes, default_out, full_batch_run, load, log, run_cli, save_figure,
+                     write_results)
 
 NAME = Path(__file__).stem
 SEED = 0
@@ -87,7 +88,7 @@ def run(smoke: bool, out_dir: Path) -> dict:
     grad_max = float(np.abs(flat(grads)).max())
     train_acc = accuracy(model, params, data.x_train, data.y_train)
     test_acc = accuracy(model, params, data.x_test, data.y_test)
-    errors = int(np.sum(np.asarray(classes(model, params, data.x_train)) != y))
+    errors = int(np.sum(np.asarray(classes(model, params)(data.x_train)) != y))
     log(f"  w = {theta[:-1]}, b = {theta[-1]:.6f}, max |dJ/dtheta| = {grad_max:.1e}")
     finite = "not separable, so the MLE is finite" if errors else "separable: no finite MLE"
     log(f"  train acc {train_acc:.4f} ({errors} of {len(y)} wrong: {finite}), test acc {test_acc:.4f}")
@@ -98,8 +99,8 @@ def run(smoke: bool, out_dir: Path) -> dict:
 
     rel_err = trace["rel_err"][-1]
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
-    plot_boundary(axes[0], lambda g: classes(model, params, g), data.x_train, data.y_train,
-                  f"one neuron on blobs (noise {NOISE}): train acc {train_acc:.3f}", 2)
+    plot_boundary(axes[0], classes(model, params), data.x_train, data.y_train, 2,
+                  title=f"one neuron on blobs (noise {NOISE}): train acc {train_acc:.3f}")
     lo, hi = np.asarray(data.x_train).min(0) - 0.5, np.asarray(data.x_train).max(0) + 0.5
     for (w0, w1, b), style, label in ((theta, "-", "jaxbp"), (reference, "--", "sklearn")):
         x1 = np.linspace(lo[1], hi[1], 50)

@@ -24,8 +24,8 @@ import optax
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss
 
-from _common import (check, classes, default_out, load, log, mlp, plot_boundary, run_cli, save_figure, train_epochs,
-                     write_results)
+from jaxbp.training import plot_boundary
+from _common import check, classes, default_out, load, log, mlp, run_cli, save_figure, train_epochs, write_results
 
 NAME = Path(__file__).stem
 SEED = 0
@@ -76,8 +76,8 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
         for col, label in enumerate(("linear", "mlp")):
             model, params, acc, _ = runs[label]
             title = ("single layer (linear)" if label == "linear" else f"one hidden layer ({HIDDEN} {ACTIVATION})")
-            plot_boundary(axes[row, col], lambda g, m=model, p=params: classes(m, p, g), data.x_train,
-                          data.y_train, f"{name}: {title}\ntest acc {acc:.3f}", k)
+            plot_boundary(axes[row, col], classes(model, params), data.x_train, data.y_train, k,
+                          title=f"{name}: {title}\ntest acc {acc:.3f}")
     save_figure(fig, out_dir, "add_a_layer.png")
 
     return write_results(

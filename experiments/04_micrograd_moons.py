@@ -24,7 +24,8 @@ import numpy as np
 import optax
 
 import jaxbp
-from _common import check, classes, default_out, load, log, plot_boundary, run_cli, save_figure, write_results
+from jaxbp.training import plot_boundary
+from _common import check, classes, default_out, load, log, run_cli, save_figure, write_results
 
 NAME = Path(__file__).stem
 SEED = 0
@@ -89,8 +90,8 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
         f"(min {train_acc.min():.2f}), median test acc {np.median(test_acc):.2f}")
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    plot_boundary(axes[0], lambda g: classes(model, seed0, g), data.x_train, data.y_train,
-                  f"2-16-16-1 ReLU, hinge loss, seed 0: train acc {train_acc[0]:.2f}", 2)
+    plot_boundary(axes[0], classes(model, seed0), data.x_train, data.y_train, 2,
+                  title=f"2-16-16-1 ReLU, hinge loss, seed 0: train acc {train_acc[0]:.2f}")
     acc = np.stack(curves["train_acc"], axis=1)
     for s in range(seeds):
         axes[1].plot(curves["step"], acc[s], color="C0" if s else "k", alpha=0.3 if s else 1.0,

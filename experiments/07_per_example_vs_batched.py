@@ -25,7 +25,8 @@ import numpy as np
 import optax
 
 import jaxbp
-from _common import check, default_out, epoch_batches, load, log, run_cli, save_figure, write_results
+from jaxbp.training import epoch_batches
+from _common import check, default_out, load, log, run_cli, save_figure, write_results
 
 NAME = Path(__file__).stem
 SEED = 0
@@ -48,8 +49,8 @@ def trajectories(model, data, epochs: int) -> dict:
         scan_step = jaxbp.make_scan_step(model, optimizer, per_example=per_example)
         losses, snapshots = [], [flat(params)]
         for epoch in range(1, epochs + 1):
-            xs, ys = epoch_batches(jax.random.fold_in(jax.random.key(SEED), epoch), data.x_train, data.y_train, BATCH)
-            params, opt_state, step_losses = scan_step(params, opt_state, xs, ys)
+            order = epoch_batches(jax.random.fold_in(jax.random.key(SEED), epoch), data.x_train.shape[0], BATCH)
+            params, opt_state, step_losses = scan_step(params, opt_state, data.x_train[order], data.y_train[order])
             losses.append(np.asarray(step_losses, np.float64))
             snapshots.append(flat(params))
         runs[form] = {"params": params, "loss": np.concatenate(losses), "snapshots": np.stack(snapshots)}

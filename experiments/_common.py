@@ -1,7 +1,9 @@
-"""Shared helpers for the experiment scripts: command line, log, results JSON, batches, training loops, plots.
+"""Shared helpers for the experiment scripts: command line, log, results JSON, training loops, figures.
 
 Each experiment reads top to bottom with these as its vocabulary. Gradients always come from
-jaxbp's hand-written backward (``jaxbp.train_step_fn`` / ``make_scan_step``), never ``jax.grad``.
+jaxbp's hand-written backward (``jaxbp.train_step_fn`` / ``make_scan_step``), never ``jax.grad``;
+batches, evaluation and decision boundaries are the library's own (``jaxbp.training.epoch_batches``,
+``jaxbp.evaluate``, ``jaxbp.training.plot_boundary``).
 
 ``python experiments/_common.py`` prints the README results table from the committed JSON files.
 """
@@ -16,7 +18,6 @@ from pathlib import Path
 from typing import Callable
 
 import jax
-import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
@@ -24,11 +25,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import jaxbp  # noqa: E402
+from jaxbp.training import epoch_batches, predicted_class  # noqa: E402
 
 
 RESULTS = Path(__file__).resolve().parent / "results"
+TIMING = "timing.json"  # beside <name>.json: what a rerun on the same machine may change
 DPI = 100
-COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 # --- command line, log, results -----------------------------------------------------------
@@ -70,24 +72,23 @@ def _plain(obj):
 
 
 def write_results(out_dir: Path, name: str, *, smoke: bool, started: float, config: dict, results: dict,
-                  targets: dict) -> dict:
-    """Write ``<out>/<name>.json``: config, numbers, and each target with its ``passed`` boolean."""
+                  targets: dict, timing: dict | None = None, timing_targets: dict | None = None) -> dict:
+    """Write ``<out>/<name>.json`` (config, numbers, each target with its ``passed`` boolean) and, apart,
+    ``<out>/timing.json`` (run time, the ``timing`` figures and the targets on them), so that a rerun on
+    the same machine rewrites ``<name>.json`` byte for byte. Returns the first record."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    record = {
-        "experiment": name,
-        "smoke": smoke,
-        "passed": all(t["passed"] for t in targets.values()),
-        "targets": targets,
-        "results": results,
-        "config": config,
-        "runtime_s": round(time.perf_counter() - started, 2),
-    }
+    record = {"experiment": name, "smoke": smoke, "passed": all(t["passed"] for t in targets.values()),
+              "targets": targets, "results": results, "config": config}
+    timing_targets = timing_targets or {}
+    timed = {"experiment": name, "smoke": smoke, "passed": all(t["passed"] for t in timing_targets.values()),
+             "targets": timing_targets, "runtime_s": round(time.perf_counter() - started, 2), **(timing or {})}
     path = out_dir / f"{name}.json"
-    path.write_text(json.dumps(record, indent=2, default=_plain) + "\n")
-    for key, t in targets.items():
+    for file, content in ((path, record), (out_dir / TIMING, timed)):
+        file.write_text(json.dumps(content, indent=2, default=_plain) + "\n")
+    for key, t in {**targets, **timing_targets}.items():
         log(f"target {key}: {t['value']:.6g} (want {t['target']}) {'met' if t['passed'] else 'MISSED'}")
-    log(f"wrote {path} in {record['runtime_s']:.1f} s")
+    log(f"wrote {path} and {TIMING} in {timed['runtime_s']:.1f} s")
     return record
 
 
@@ -110,29 +111,11 @@ def load(name: str, *, seed: int, **kwargs) -> jaxbp.datasets.Dataset:
     return data
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def classes(model: jaxbp.Model, params, x) -> jax.Array:
-    """Predicted class: argmax over k outputs, or z > 0 for one output (as ``jaxbp.evaluate``)."""
-    z = model.apply(params, x)
-    return (z[:, 0] > 0).astype(jnp.int32) if z.shape[-1] == 1 else jnp.argmax(z, axis=-1)
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def evaluate(model: jaxbp.Model, params, x, y) -> tuple[jax.Array, jax.Array]:
-    """``jaxbp.evaluate`` compiled once per model and shape: (mean loss, accuracy)."""
-    return jaxbp.evaluate(model, params, x, y)
+evaluate = jax.jit(jaxbp.evaluate, static_argnums=0)  # the library's, compiled once per model and shape
 
 
 def accuracy(model: jaxbp.Model, params, x, y) -> float:
     return float(evaluate(model, params, x, y)[1])
-
-
-@functools.partial(jax.jit, static_argnums=3)
-def epoch_batches(key, x, y, batch_size: int):
-    """One shuffled epoch as (K, B, d) and (K, B); the ragged last batch is dropped."""
-    k = x.shape[0] // batch_size
-    order = jax.random.permutation(key, x.shape[0])[: k * batch_size]
-    return x[order].reshape(k, batch_size, -1), y[order].reshape(k, batch_size)
 
 
 def full_batch_run(model: jaxbp.Model, optimizer, steps: int, *, per_example: bool = False) -> Callable:
@@ -170,8 +153,8 @@ def train_epochs(model: jaxbp.Model, optimizer, data, *, seed: int, epochs: int,
     scan_step = _scan_step(model, optimizer)
     history = {k: [] for k in ("epoch", "train_loss", "train_acc", "test_loss", "test_acc")}
     for epoch in range(1, epochs + 1):
-        xs, ys = epoch_batches(jax.random.fold_in(shuffle_key, epoch), data.x_train, data.y_train, batch_size)
-        params, opt_state, _ = scan_step(params, opt_state, xs, ys)
+        order = epoch_batches(jax.random.fold_in(shuffle_key, epoch), data.x_train.shape[0], batch_size)
+        params, opt_state, _ = scan_step(params, opt_state, data.x_train[order], data.y_train[order])
         train_loss, train_acc = evaluate(model, params, data.x_train, data.y_train)
         test_loss, test_acc = evaluate(model, params, data.x_test, data.y_test)
         for k, v in zip(history, (epoch, train_loss, train_acc, test_loss, test_acc)):
@@ -182,31 +165,19 @@ def train_epochs(model: jaxbp.Model, optimizer, data, *, seed: int, epochs: int,
     return params, history
 
 
-# --- plots ----------------------------------------------------------------------------------
+# --- figures ----------------------------------------------------------------------------------
 
 
-def plot_boundary(ax, predict: Callable, x, y, title: str, num_classes: int, steps: int = 200) -> None:
-    """Filled class regions of ``predict(grid) -> int classes`` under the scattered points."""
-    x, y = np.asarray(x), np.asarray(y)
-    lo, hi = x.min(axis=0) - 0.5, x.max(axis=0) + 0.5
-    g0, g1 = np.meshgrid(np.linspace(lo[0], hi[0], steps), np.linspace(lo[1], hi[1], steps))
-    grid = jnp.asarray(np.stack([g0.ravel(), g1.ravel()], axis=1), dtype=jnp.result_type(float))
-    regions = np.asarray(predict(grid)).reshape(g0.shape)
-    cmap = matplotlib.colors.ListedColormap(COLORS[:num_classes])
-    levels = np.arange(num_classes + 1) - 0.5
-    ax.contourf(g0, g1, regions, levels=levels, cmap=cmap, alpha=0.25)
-    ax.scatter(x[:, 0], x[:, 1], c=y, cmap=cmap, vmin=-0.5, vmax=num_classes - 0.5, s=6, edgecolors="k",
-               linewidths=0.15)
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
+def classes(model: jaxbp.Model, params) -> Callable:
+    """``x -> predicted class``, for ``plot_boundary``."""
+    return lambda x: predicted_class(model.apply(params, x))
 
 
 # --- the README table -------------------------------------------------------------------------
 
 
 def results_table(root: Path = RESULTS) -> str:
-    """Markdown rows: experiment, target key, value, target, met, command."""
+    """Markdown rows: experiment, target key, value, target, met, command (<name>.json, then timing.json)."""
     rows = ["| # | quantity | result | target (tolerance) | met | regenerate |", "|---|---|---|---|---|---|"]
     for path in sorted(root.glob("*/*.json")):
         record = json.loads(path.read_text())

@@ -48,6 +48,9 @@ def test_experiment_smoke(script, tmp_path, monkeypatch, restore_registries, fas
         assert isinstance(target["passed"], bool), name
         assert {"value", "target"} <= set(target), name
     assert isinstance(record["passed"], bool)
+    timing = json.loads((tmp_path / "timing.json").read_text())  # kept apart, so reruns leave the record alone
+    assert timing["experiment"] == script.stem and timing["runtime_s"] > 0
+    assert not {"runtime_s", "compile_s", "train_s", "speedup"} & (set(record) | set(record["results"]))
     figures = list(tmp_path.glob("*.png"))
     assert figures, "an experiment writes at least one figure"
     assert all(f.stat().st_size > 1000 for f in figures)

@@ -203,15 +203,19 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path, mon
     row = {"epoch": 1, "step": 3, "time_s": 0.5, **{name: 0.5 for name in _runlog.METRIC_NAMES}}
     monkeypatch.setattr("sys.stdout.isatty", lambda: True)
     log = _runlog.RunLog(str(tmp_path), 2, True, [])
+    log.message("training on spiral")
     log.epoch(row)
+    log.epoch({**row, "epoch": 2, "step": 6})
     log.close()
-    assert capsys.readouterr().out.startswith("\r")
+    bar = capsys.readouterr().out
+    assert "\rtraining on spiral\n" in bar  # a message clears the bar's line, which is redrawn in place
+    assert "2/2" in bar and "epoch/s" in bar and "test acc 50.0%" in bar  # progress, rate and the latest metrics
     monkeypatch.setattr("sys.stdout.isatty", lambda: False)
     log = _runlog.RunLog(None, 2, True, [])
     log.epoch(row)
     expected = "epoch 1/2 step 3 loss 0.5000 train acc 50.0% test loss 0.5000 test acc 50.0% 0.5s\n"
     assert capsys.readouterr().out == expected
-    assert (tmp_path / "train.log").read_text().startswith("epoch 1/2")
+    assert (tmp_path / "train.log").read_text().startswith("training on spiral\nepoch 1/2")  # plain, no bar
 
 
 def test_plots_are_skipped_with_a_note_without_matplotlib(monkeypatch, tmp_path):

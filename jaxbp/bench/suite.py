@@ -2,7 +2,7 @@
 
 Every measurement is interleaved with its contenders and reported as medians and same-round
 ratios; the run writes ``results-<suite>.md`` and ``.json`` (versions, device and XLA_FLAGS
-included) and judges the targets of issue 5 on them. ``--suite accelerator`` runs wider models
+included) and judges the speed targets (``targets.py``) on them. ``--suite accelerator`` runs wider models
 at larger batches in float32 and bfloat16 on whatever ``jax.devices()`` offers.
 """
 

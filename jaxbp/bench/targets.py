@@ -1,4 +1,4 @@
-"""The bench's targets (from issue 5), judged on one run's results.
+"""The bench's speed targets (hand-written vs jax.grad, PyTorch, numpy, the roofline), judged on one run's results.
 
 Each target is judged only where the run measured it; a target whose config or batch was
 filtered out reads "not measured". A missed target gets a note: by how much, and why.
@@ -54,7 +54,7 @@ def _ratio_target(name, results, config, n, key, threshold, why):
 
 
 def targets(results) -> list[dict]:
-    """Every target of issue 5 against ``results`` (a ``jaxbp bench`` JSON)."""
+    """Every speed target against ``results`` (a ``jaxbp bench`` JSON)."""
     steps = [r for r in results.get("steps", []) if r["dtype"] == "float32"]
     out = []
     for large, limit in ((True, 1.05), (False, 1.10)):

@@ -15,11 +15,11 @@ default is None (``data.n``, ``data.noise``...) is filled in by the run from the
 from __future__ import annotations
 
 import copy
-import json
 import os
 import tomllib
 
 import optax
+import tomli_w
 
 from ..errors import ConfigError
 
@@ -240,22 +240,6 @@ def _schedule_shape(section: dict):
 
 
 def to_toml(config: dict) -> str:
-    """A tiny TOML writer for a config: one table per section, scalars and flat lists; None is left out."""
-    lines = []
-    for section, table in config.items():
-        lines.append(f"[{section}]")
-        lines += [f"{key} = {_toml_value(value)}" for key, value in table.items() if value is not None]
-        lines.append("")
-    return "\n".join(lines)
-
-
-def _toml_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)  # float repr round-trips; inf and nan are TOML too
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")  # a TOML basic string
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    raise ConfigError(f"cannot write {value!r} ({type(value).__name__}) to TOML")
+    """The config as TOML (tomli-w): one table per section; None (filled in by the run) is left out."""
+    return tomli_w.dumps({section: {key: value for key, value in table.items() if value is not None}
+                          for section, table in config.items()})

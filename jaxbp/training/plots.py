@@ -14,8 +14,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .checkpoint import write_atomic
+from .steps import predicted_class
 
 EXTRA = "pip install 'jaxbp[plots]'"
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
 def save_plots(run_dir: str, rows: list[dict], model, params, data, note: Callable[[str], None]) -> list[str]:
@@ -32,7 +34,10 @@ def save_plots(run_dir: str, rows: list[dict], model, params, data, note: Callab
         written.append(_save(figure, run_dir, f"{metric}.png"))
     if model.d_in == 2:
         figure = Figure(figsize=(5.5, 5), layout="constrained")
-        _boundary(figure.add_subplot(), model, params, data)
+        axes = figure.add_subplot()
+        plot_boundary(axes, lambda grid: predicted_class(model.apply(params, grid)), data.x_train, data.y_train,
+                      data.num_classes, title=f"decision boundary: {data.name}", test=(data.x_test, data.y_test))
+        axes.legend(loc="upper right")
         written.append(_save(figure, run_dir, "decision_boundary.png"))
     return written
 
@@ -54,24 +59,33 @@ def _curves(axes, rows: list[dict], metric: str) -> None:
     axes.legend()
 
 
-def _boundary(axes, model, params, data, resolution: int = 200) -> None:
-    """The predicted class over a grid covering the data; train dots, test crosses."""
-    x = np.concatenate([np.asarray(data.x_train), np.asarray(data.x_test)])
-    low, high = x.min(axis=0) - 0.5, x.max(axis=0) + 0.5
+def plot_boundary(axes, predict: Callable, x, y, num_classes: int, *, title: str = "", test=None,
+                  resolution: int = 200) -> None:
+    """Shade the class ``predict(grid) -> (m,) ints`` gives over a grid covering the points, then scatter them.
+
+    ``x`` (n, 2) and ``y`` (n,) are drawn as dots, the optional ``test = (x_test, y_test)`` as crosses.
+    The run's decision_boundary.png and the experiments' figures are drawn with it.
+    """
+    from matplotlib.colors import ListedColormap
+
+    points = [(np.asarray(x), np.asarray(y), "o", "train")]
+    if test is not None:
+        points.append((np.asarray(test[0]), np.asarray(test[1]), "x", "test"))
+    every = np.concatenate([p[0] for p in points])
+    low, high = every.min(axis=0) - 0.5, every.max(axis=0) + 0.5
     g0, g1 = np.meshgrid(np.linspace(low[0], high[0], resolution), np.linspace(low[1], high[1], resolution))
-    grid = jnp.asarray(np.stack([g0.ravel(), g1.ravel()], axis=1), dtype=data.x_train.dtype)
-    z = np.asarray(model.apply(params, grid))
-    classes = (z[:, 0] > 0).astype(int) if z.shape[1] == 1 else z.argmax(axis=1)
-    k = max(data.num_classes, 2)
-    axes.contourf(g0, g1, classes.reshape(g0.shape), levels=np.arange(k + 1) - 0.5, cmap="tab10", vmin=0, vmax=9,
-                  alpha=0.3)
-    for split, marker in (("train", "o"), ("test", "x")):
-        xs, ys = np.asarray(getattr(data, f"x_{split}")), np.asarray(getattr(data, f"y_{split}"))
-        axes.scatter(xs[:, 0], xs[:, 1], c=ys, cmap="tab10", vmin=0, vmax=9, s=8, marker=marker, label=split)
-    axes.set_title(f"decision boundary: {data.name}")
-    axes.set_xlabel("x0")
-    axes.set_ylabel("x1")
-    axes.legend(loc="upper right")
+    grid = jnp.asarray(np.stack([g0.ravel(), g1.ravel()], axis=1), dtype=points[0][0].dtype)
+    regions = np.asarray(predict(grid)).reshape(g0.shape)
+    k = max(num_classes, 2)
+    cmap = ListedColormap(COLORS[:k])
+    axes.contourf(g0, g1, regions, levels=np.arange(k + 1) - 0.5, cmap=cmap, alpha=0.25)
+    for xs, ys, marker, label in points:
+        axes.scatter(xs[:, 0], xs[:, 1], c=ys, cmap=cmap, vmin=-0.5, vmax=k - 0.5, s=8 if marker == "x" else 6,
+                     marker=marker, edgecolors="k" if marker == "o" else None, linewidths=0.15 if marker == "o" else 1,
+                     label=label)
+    axes.set_title(title, fontsize=9)
+    axes.set_xticks([])
+    axes.set_yticks([])
 
 
 def _save(figure, run_dir: str, name: str) -> str:

@@ -1,8 +1,8 @@
 """A run folder's files, its per-epoch metrics, the progress display and the summary.
 
 Metrics per epoch are scalars for one replica and lists (one entry per replica) for several.
-Progress is a one-line bar redrawn with \\r on a terminal, plain lines otherwise; train.log
-gets a plain line for every epoch either way.
+Progress is a tqdm bar (epochs done, rate, ETA, the latest metrics) on a terminal, and plain lines
+otherwise (every tenth of the run); train.log gets a plain line for every epoch either way.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import os
 import sys
 
 import numpy as np
+from tqdm import tqdm
 
 from .checkpoint import write_atomic
 from ..errors import CheckpointError, ConfigError
@@ -83,6 +84,7 @@ class RunLog:
         self.stream = sys.stdout if show else None
         self.tty = bool(show) and sys.stdout.isatty()
         self.every = max(1, math.ceil(epochs / 10))
+        self.bar = tqdm(total=epochs, initial=len(rows), unit="epoch", file=sys.stdout) if self.tty else None
         self.log = self.metrics = None
         if run_dir is not None:
             write_atomic(os.path.join(run_dir, METRICS), "".join(json.dumps(r) + "\n" for r in rows).encode())
@@ -90,8 +92,10 @@ class RunLog:
             self.log = open(os.path.join(run_dir, LOG), "a", encoding="utf-8")
 
     def message(self, text: str) -> None:
-        if self.stream is not None:
-            self.stream.write(("\r\033[K" if self.tty else "") + text + "\n")
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        elif self.stream is not None:
+            self.stream.write(text + "\n")
             self.stream.flush()
         if self.log is not None:
             self.log.write(text + "\n")
@@ -105,30 +109,30 @@ class RunLog:
             self.log.write(line + "\n")
             self.log.flush()
         self.rows.append(row)
-        if self.stream is None:
-            return
-        if self.tty:
-            filled = round(30 * row["epoch"] / self.epochs)
-            self.stream.write(f"\r\033[K[{'#' * filled}{'.' * (30 - filled)}] {line}")
-            self.stream.flush()
-        elif row["epoch"] % self.every == 0 or row["epoch"] == self.epochs:
+        if self.bar is not None:
+            self.bar.set_postfix_str(_metrics(row), refresh=False)
+            self.bar.update(row["epoch"] - self.bar.n)
+        elif self.stream is not None and (row["epoch"] % self.every == 0 or row["epoch"] == self.epochs):
             self.stream.write(line + "\n")
             self.stream.flush()
 
     def close(self) -> None:
-        if self.tty and self.rows:
-            self.stream.write("\n")
+        if self.bar is not None:
+            self.bar.close()
         for file in (self.metrics, self.log):
             if file is not None:
                 file.close()
 
 
 def describe(row: dict, epochs: int) -> str:
-    """``epoch 12/60 step 444 loss 0.0213 train acc 99.1% test acc 98.7% 1.2s`` (replica means)."""
+    """``epoch 12/60 step 444 loss 0.0213 train acc 99.1% test loss 0.0398 test acc 98.7% 1.2s`` (replica means)."""
+    return f"epoch {row['epoch']}/{epochs} step {row['step']} {_metrics(row)} {row['time_s']:.1f}s"
+
+
+def _metrics(row: dict) -> str:
     mean = {name: float(np.mean(row[name])) for name in METRIC_NAMES}
-    return (f"epoch {row['epoch']}/{epochs} step {row['step']} loss {mean['batch_loss']:.4f} "
-            f"train acc {mean['train_accuracy']:.1%} test loss {mean['test_loss']:.4f} "
-            f"test acc {mean['test_accuracy']:.1%} {row['time_s']:.1f}s")
+    return (f"loss {mean['batch_loss']:.4f} train acc {mean['train_accuracy']:.1%} "
+            f"test loss {mean['test_loss']:.4f} test acc {mean['test_accuracy']:.1%}")
 
 
 def summarize(rows: list[dict], replicas: int, extra: dict) -> dict:

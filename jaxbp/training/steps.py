@@ -85,11 +85,13 @@ def init_replicas(model: Model, optimizer: optax.GradientTransformation, keys: j
     return init(keys)
 
 
+def predicted_class(z: jax.Array) -> jax.Array:
+    """The class of each row of outputs ``z`` (n, k): argmax over k outputs, or z > 0 for a single output."""
+    return (z[:, 0] > 0).astype(jnp.int32) if z.shape[-1] == 1 else jnp.argmax(z, axis=-1)
+
+
 def evaluate(model: Model, params, x, y) -> tuple[jax.Array, jax.Array]:
-    """Mean loss and accuracy; the class is argmax over k outputs, or z > 0 for a single output."""
+    """Mean loss and accuracy of ``predicted_class`` against the targets' class."""
     z, t = model.apply(params, x), model.targets(y)
-    if z.shape[-1] == 1:
-        correct = (z[:, 0] > 0) == (t[:, 0] > 0.5)
-    else:
-        correct = jnp.argmax(z, axis=-1) == jnp.argmax(t, axis=-1)
-    return model.loss(params, x, y), jnp.mean(correct)
+    target = (t[:, 0] > 0.5).astype(jnp.int32) if t.shape[-1] == 1 else jnp.argmax(t, axis=-1)
+    return model.loss(params, x, y), jnp.mean(predicted_class(z) == target)
