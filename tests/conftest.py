@@ -24,3 +24,12 @@ def restore_registries():
 @pytest.fixture
 def key():
     return jax.random.key(0)
+
+
+@pytest.fixture
+def fast_compile():
+    """Smoke runs are compile-bound: skip most XLA optimizations (where the numbers are not checked tightly)."""
+    previous = jax.config.values["jax_disable_most_optimizations"]
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", previous)

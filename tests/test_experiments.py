@@ -7,7 +7,6 @@ import importlib.util
 import json
 from pathlib import Path
 
-import jax
 import pytest
 
 EXPERIMENTS = Path(__file__).resolve().parent.parent / "experiments"
@@ -19,15 +18,6 @@ def _load(script: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture
-def fast_compile():
-    """Smoke runs are compile-bound: skip most XLA optimizations (the numbers are not checked here)."""
-    previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
 
 
 def test_experiments_are_found():

@@ -82,7 +82,7 @@ def plot_boundary(axes, predict: Callable, x, y, num_classes: int, *, title: str
     for xs, ys, marker, label in points:
         axes.scatter(xs[:, 0], xs[:, 1], c=ys, cmap=cmap, vmin=-0.5, vmax=k - 0.5, s=8 if marker == "x" else 6,
                      marker=marker, edgecolors="k" if marker == "o" else None, linewidths=0.15 if marker == "o" else 1,
-                     label=label)
+                     label=label if test is not None else None)
     axes.set_title(title, fontsize=9)
     axes.set_xticks([])
     axes.set_yticks([])
