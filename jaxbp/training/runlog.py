@@ -112,6 +112,8 @@ class RunLog:
         if self.bar is not None:
             self.bar.set_postfix_str(_metrics(row), refresh=False)
             self.bar.update(row["epoch"] - self.bar.n)
+            if row["epoch"] >= self.epochs:
+                self.bar.close()  # the time on the bar is training time; saving and plots come after
         elif self.stream is not None and (row["epoch"] % self.every == 0 or row["epoch"] == self.epochs):
             self.stream.write(line + "\n")
             self.stream.flush()
