@@ -213,7 +213,7 @@ def test_progress_is_a_bar_on_a_terminal_and_plain_lines_otherwise(tmp_path, mon
     monkeypatch.setattr("sys.stdout.isatty", lambda: False)
     log = _runlog.RunLog(None, 2, True, [])
     log.epoch(row)
-    expected = "epoch 1/2 step 3 loss 0.5000 train acc 50.0% test loss 0.5000 test acc 50.0% 0.5s\n"
+    expected = "epoch 1/2 step 3 batch loss 0.5000 train acc 50.0% test loss 0.5000 test acc 50.0% 0.5s\n"
     assert capsys.readouterr().out == expected
     assert (tmp_path / "train.log").read_text().startswith("training on spiral\nepoch 1/2")  # plain, no bar
 

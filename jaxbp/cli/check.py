@@ -6,6 +6,8 @@ import time
 
 from .. import checking
 from ..plugins.registry import load_entry_points
+from ..plugins.user import load_plugins
+from .options import add_plugins
 
 
 def add_arguments(parser) -> None:
@@ -13,11 +15,12 @@ def add_arguments(parser) -> None:
                         help="check only this kind (repeatable); default: all kinds and the network suite")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random test points (default 0)")
     parser.add_argument("--failures-only", action="store_true", help="print only the rows that fail")
+    add_plugins(parser)
 
 
 def run(args) -> int:
     start = time.perf_counter()
-    third_party = load_entry_points()
+    third_party = load_entry_points() + load_plugins(args.plugins)
     kinds = args.kind or list(checking.KINDS) + ["network"]
     reports = [
         checking.check_plugin(kind, name, seed=args.seed)
@@ -29,7 +32,7 @@ def run(args) -> int:
     report = checking.merge(reports)
     shown = checking.CheckReport(report.failures) if args.failures_only else report
     print(shown)
-    print(f"third-party plugin entry points: {', '.join(third_party) or 'none'}")
+    print(f"third-party plugins (entry points, --plugins): {', '.join(third_party) or 'none'}")
     print(f"tolerances: vs jax.grad <= {checking.GRAD_TOL:.0e}; finite differences <= band "
           f"(1e-7 smooth, 1e-4 near a kink); mean(per-example) vs batched <= {checking.PER_EXAMPLE_TOL:.0e}")
     print(f"{'PASS' if report.ok else 'FAIL'}: {len(report.rows)} leaves, {len(report.failures)} failed "

@@ -1,4 +1,4 @@
-"""The ``jaxbp`` command line: ``jaxbp check``, ``jaxbp train``, ``jaxbp bench``.
+"""The ``jaxbp`` command line: ``jaxbp check``, ``jaxbp train``, ``jaxbp predict``, ``jaxbp evaluate``, ``jaxbp bench``.
 
 Each subcommand lives in its own module with ``add_arguments(parser)`` and ``run(args) -> int``.
 Errors are printed as one readable line (never a raw traceback); ``JAXBP_DEBUG=1`` shows it.
@@ -16,6 +16,8 @@ from ..errors import JaxbpError
 COMMANDS = {
     "check": ("jaxbp.cli.check", "prove every registered plugin and a suite of networks equal to jax.grad"),
     "train": ("jaxbp.cli.train", "train a network from a TOML config and --set overrides, or resume a run"),
+    "predict": ("jaxbp.cli.predict", "class probabilities and labels for new inputs from a trained run folder"),
+    "evaluate": ("jaxbp.cli.evaluate", "loss, accuracy and confusion matrix of a trained run on a labelled file"),
     "bench": ("jaxbp.cli.bench", "time the training step against jax.grad, PyTorch, numpy and the matmul roofline"),
 }
 

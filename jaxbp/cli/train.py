@@ -8,6 +8,7 @@ import time
 from ..training import runner as _runner
 from ..training.config import load_config, to_toml
 from ..errors import ConfigError
+from .options import add_plugins
 
 
 def add_arguments(parser) -> None:
@@ -23,6 +24,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--print-config", action="store_true",
                         help="print the config as TOML and exit without training")
     parser.add_argument("--quiet", action="store_true", help="no progress output, only the final summary")
+    add_plugins(parser)
 
 
 def run(args) -> int:
@@ -34,11 +36,11 @@ def run(args) -> int:
         print(to_toml(config), end="")
         return 0
     if args.resume:
-        result = _runner.resume(args.resume, overrides=args.overrides, progress=not args.quiet)
+        result = _runner.resume(args.resume, overrides=args.overrides, progress=not args.quiet, plugins=args.plugins)
     else:
         config = load_config(args.config, args.overrides)
         out = args.out or _default_out(config["data"]["name"])
-        result = _runner.train(config, out, overwrite=args.overwrite, progress=not args.quiet)
+        result = _runner.train(config, out, overwrite=args.overwrite, progress=not args.quiet, plugins=args.plugins)
     report(result.summary, result.run_dir)
     return 0
 
@@ -56,14 +58,14 @@ def report(summary: dict, run_dir) -> None:
     """The final numbers; with replicas, one row each and the spread across them."""
     for r in summary.get("per_replica", []):
         print(f"replica {r['replica']:>3}: lr {r['learning_rate']:<8g} seed +{r['seed_offset']:<3} "
-              f"train loss {r['train_loss']:.4f} acc {r['train_accuracy']:.1%}  "
+              f"train-set loss {r['train_loss']:.4f} acc {r['train_accuracy']:.1%}  "
               f"test loss {r['test_loss']:.4f} acc {r['test_accuracy']:.1%}")
     for name, s in summary.get("spread", {}).items():
         shown = (lambda v: f"{v:.1%}") if name.endswith("accuracy") else (lambda v: f"{v:.4f}")
         print(f"spread {name:<14}: mean {shown(s['mean'])} std {shown(s['std'])} "
               f"min {shown(s['min'])} max {shown(s['max'])}")
     mean = " (mean over replicas)" if summary["replicas"] > 1 else ""
-    print(f"final{mean}: train loss {summary['train_loss']:.4f} acc {summary['train_accuracy']:.1%}, "
+    print(f"final{mean}: train-set loss {summary['train_loss']:.4f} acc {summary['train_accuracy']:.1%}, "
           f"test loss {summary['test_loss']:.4f} acc {summary['test_accuracy']:.1%}")
     print(f"{summary['epochs']} epochs, {summary['steps']} steps ({summary['dropped_per_epoch']} ragged examples "
           f"dropped per epoch) in {summary['wall_time_s']:.1f} s, {summary['examples_per_second']:,.0f} examples/s"

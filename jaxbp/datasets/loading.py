@@ -1,5 +1,7 @@
 """Classification datasets: synthetic 2-D sets drawn from JAX keys, small real sets shipped
-offline, and the user's own ``.npz`` files, all shuffled, split and standardized the same way.
+offline, and the user's own ``.npz``, ``.csv`` and ``.tsv`` files, all shuffled, split and standardized
+the same way. A Dataset keeps what the data step did (``standardize``, ``classes``, ``features``) so a
+saved run can repeat it on new inputs.
 
 >>> data = jaxbp.datasets.load("spiral", key=jax.random.key(0))
 >>> data.x_train.shape, data.num_classes
@@ -19,11 +21,13 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import synthetic as _synthetic
+from .preprocess import Standardize, encode_labels
+from .preprocess import check_finite as _check_finite
+from .table import is_table, read_table
 from ..errors import ConfigError, DataError, MissingExtraError, UnknownPluginError
 
 _EXTRA = "pip install 'jaxbp[data]'"
 _REAL = {"iris": 3, "digits": 10, "mnist5k": 10}  # name -> number of classes
-_STD_FLOOR = 1e-8
 
 
 class Dataset(NamedTuple):
@@ -35,10 +39,13 @@ class Dataset(NamedTuple):
     y_test: jax.Array
     num_classes: int
     name: str
+    standardize: Standardize | None = None  # the train-split statistics applied to x, or None
+    classes: tuple = ()  # the user's label of each class 0..k-1
+    features: tuple = ()  # a table's feature column names, in the order of x's columns
 
 
 def names() -> tuple[str, ...]:
-    """The built-in dataset names (any path ending in ``.npz`` is accepted too)."""
+    """The built-in dataset names (any path ending in ``.npz``, ``.csv`` or ``.tsv`` is accepted too)."""
     return (*_synthetic.GENERATORS, *_REAL)
 
 
@@ -50,9 +57,12 @@ def load(
     test_fraction: float = 0.2,
     noise: float | None = None,
     standardize: bool = True,
+    label_column: str | None = None,
     **options,
 ) -> Dataset:
-    """Load ``name`` (a built-in from ``names()`` or a ``.npz`` path with arrays ``x``, ``y``).
+    """Load ``name``: a built-in from ``names()``, a ``.npz`` path with arrays ``x``, ``y``, or a ``.csv`` /
+    ``.tsv`` path with a header row, numeric features and the label column ``label_column`` (default "label").
+    Labels of a user file (any ints or strings) become classes 0..k-1 in sorted order; ``classes`` keeps them.
 
     ``key`` is split into a generation key and a shuffle key; the permuted examples are cut into
     ``n_test = round(n * test_fraction)`` test and the rest train examples. With ``standardize``
@@ -62,6 +72,7 @@ def load(
     Same key, same arguments: bit-identical arrays.
     """
     name = os.fspath(name)
+    features, classes = (), None
     _check_fraction(test_fraction)
     try:
         gen_key, shuffle_key = jax.random.split(key)
@@ -74,17 +85,25 @@ def load(
             synthetic = ", ".join(_synthetic.GENERATORS)
             raise ConfigError(f"noise applies only to the synthetic sets {synthetic}; drop noise= for {name!r}")
         _check_options(name, options, {})
-        if name.endswith(".npz"):
-            x, y, k = _read_npz(name)
+        if name.endswith(".npz") or is_table(name):
+            if name.endswith(".npz"):
+                x, labels = _read_npz(name)
+            else:
+                x, labels, features = read_table(name, label_column)
+            y, classes = encode_labels(labels)
+            k = len(classes)
         elif name in _REAL:
             x, y = _REAL_LOADERS[name]()
             k = _REAL[name]
         else:
             raise UnknownPluginError(
                 f"unknown dataset {name!r}; known datasets: {', '.join(names())}, "
-                f"or a path ending in .npz holding arrays x (n, d) and y (n,)"
+                f"or a path ending in .npz holding arrays x (n, d) and y (n,), or in .csv/.tsv with a header row"
             )
     x, y = np.asarray(x, np.float64), np.asarray(y, np.int32)
+    classes = tuple(range(int(k))) if classes is None else classes
+    if k < 2:
+        raise DataError(f"{name} holds only one class ({classes[0]!r}); a classifier needs at least two labels")
     _check_finite(name, x)
     n = x.shape[0] if n is None else n
     _check_n(name, n, k if name in _synthetic.GENERATORS else 1, available=x.shape[0])
@@ -98,19 +117,12 @@ def load(
         )
     n_train = n - n_test
     x_train, x_test = x[:n_train], x[n_train:]
-    if standardize:
-        x_train, x_test = _standardize(x_train, x_test)
+    stats = Standardize.fit(x_train) if standardize else None  # train statistics only
+    if stats is not None:
+        x_train, x_test = stats.apply(x_train), stats.apply(x_test)
     as_float = functools.partial(jnp.asarray, dtype=float)  # float32, or float64 under x64
     y_train, y_test = jnp.asarray(y[:n_train]), jnp.asarray(y[n_train:])
-    return Dataset(as_float(x_train), y_train, as_float(x_test), y_test, int(k), name)
-
-
-def _standardize(x_train: np.ndarray, x_test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """z = (x - mu) / s with mu, s the train column mean and std (s < 1e-8 replaced by 1, so a
-    constant column maps to 0 on train and test values stay on the raw scale around it)."""
-    mean, std = x_train.mean(axis=0), x_train.std(axis=0)
-    std = np.where(std < _STD_FLOOR, 1.0, std)
-    return (x_train - mean) / std, (x_test - mean) / std
+    return Dataset(as_float(x_train), y_train, as_float(x_test), y_test, int(k), name, stats, classes, features)
 
 
 # --- checks -------------------------------------------------------------------------------
@@ -139,16 +151,6 @@ def _check_options(name: str, options: dict, accepted: dict) -> None:
         raise ConfigError(
             f"unknown option(s) {', '.join(unknown)} for dataset {name!r}; accepted options: {allowed} "
             f"(plus n, test_fraction, noise, standardize)"
-        )
-
-
-def _check_finite(name: str, x: np.ndarray) -> None:
-    bad = np.argwhere(~np.isfinite(x))
-    if len(bad):
-        where = ", ".join(f"(row {r}, column {c})" for r, c in bad[:5]) + (", ..." if len(bad) > 5 else "")
-        raise DataError(
-            f"x of dataset {name!r} holds {len(bad)} NaN/Inf value(s) at {where}; "
-            f"remove or impute those entries before loading"
         )
 
 
@@ -230,9 +232,9 @@ _REAL_LOADERS = {"iris": _iris, "digits": _digits, "mnist5k": _mnist5k}
 # --- user files ---------------------------------------------------------------------------
 
 
-def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray, int]:
-    """x (n, d) real numbers and y (n,) integer labels >= 0; num_classes = max(y) + 1."""
-    fix = "save it with np.savez(path, x=x, y=y), x of shape (n, d) floats and y of shape (n,) ints 0..k-1"
+def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
+    """x (n, d) real numbers and y (n,) labels: ints (or whole floats) or strings."""
+    fix = "save it with np.savez(path, x=x, y=y), x of shape (n, d) floats and y of shape (n,) int or string labels"
     if not os.path.isfile(path):
         raise DataError(f"no such file: {path!r}; check the path ({fix})")
     try:
@@ -254,13 +256,10 @@ def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray, int]:
         raise DataError(f"x in {path} has {x.shape[0]} rows but y has {y.shape[0]} labels; give one label per row")
     if not (np.issubdtype(x.dtype, np.integer) or np.issubdtype(x.dtype, np.floating) or x.dtype == bool):
         raise DataError(f"x in {path} must hold real numbers; got dtype {x.dtype}; {fix}")
-    if not np.issubdtype(y.dtype, np.integer):
+    if not np.issubdtype(y.dtype, np.integer) and y.dtype.kind not in "US":
         whole = np.issubdtype(y.dtype, np.floating) and np.all(np.isfinite(y)) and np.all(y == np.round(y))
         if not whole:
             raise DataError(f"y in {path} must hold integer class labels; got non-integer {y.dtype} values; {fix}")
     if y.size == 0:
         raise DataError(f"{path} holds no examples; {fix}")
-    if y.min() < 0:
-        bad = np.flatnonzero(y < 0)
-        raise DataError(f"y in {path} holds {len(bad)} negative label(s), first at row {bad[0]}; relabel as 0..k-1")
-    return x, y, int(y.max()) + 1
+    return x, y

@@ -48,7 +48,8 @@ class Registry(Generic[T]):
         if name not in self._plugins:
             raise UnknownPluginError(
                 f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.names())}. "
-                f"Add one with {self.how_to_add}"
+                f"Add one with {self.how_to_add}, or on the command line with --plugins my_plugins.py "
+                f"(a module or file that registers it)"
             )
         return self._plugins[name]
 

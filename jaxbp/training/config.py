@@ -28,6 +28,7 @@ SCHEMA = {
     "data": {
         "name": ("spiral", "str"), "n": (None, "int"), "test_fraction": (0.2, "float"), "noise": (None, "float"),
         "standardize": (True, "bool"), "classes": (None, "int"), "factor": (None, "float"), "seed": (0, "int"),
+        "label_column": (None, "str"),  # a .csv/.tsv file's label column ("label" when not set)
     },
     "model": {
         "hidden": ([64, 64], "ints"), "activation": ("relu", "str|strs"), "loss": ("softmax_cross_entropy", "str"),
@@ -165,11 +166,11 @@ def _check_values(config: dict) -> None:
     from .. import datasets
 
     data, train, opt = config["data"], config["train"], config["optimizer"]
-    if data["name"].endswith(".npz"):
+    if data["name"].lower().endswith((".npz", ".csv", ".tsv")):
         data["name"] = os.path.abspath(data["name"])  # the resolved config works from any folder
     elif data["name"] not in datasets.names():
         raise ConfigError(f"unknown data.name {data['name']!r}; known datasets: {', '.join(datasets.names())}, "
-                          f"or a path ending in .npz")
+                          f"or a path ending in .npz, .csv or .tsv")
     for key, low in (("epochs", 1), ("batch_size", 0), ("replicas", 1), ("checkpoint_every", 0)):
         if train[key] < low:
             raise ConfigError(f"train.{key} must be >= {low}; got {train[key]}")

@@ -1,4 +1,7 @@
-"""Plots of a run: loss and accuracy curves, and the decision boundary for 2-D inputs.
+"""Plots of a run: loss and accuracy curves, the decision boundary for 2-D inputs, a confusion matrix.
+
+Class j is drawn in ``COLORS[j]`` in every plot and legend; with several replicas each replica's
+curves get their own colour and a legend entry naming its learning rate and/or seed.
 
 Drawn on matplotlib's Agg canvas through ``matplotlib.figure.Figure`` (no pyplot, so no global
 backend is changed). Without matplotlib the plots are skipped with a one-line note.
@@ -20,8 +23,9 @@ EXTRA = "pip install 'jaxbp[plots]'"
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 
 
-def save_plots(run_dir: str, rows: list[dict], model, params, data, note: Callable[[str], None]) -> list[str]:
-    """Write loss.png, accuracy.png and (2-D inputs) decision_boundary.png; returns the file names."""
+def save_plots(run_dir: str, rows: list[dict], model, params, data, note: Callable[[str], None],
+               replica_labels=None) -> list[str]:
+    """Write loss.png, accuracy.png and (2-D inputs) decision_boundary.png of replica 0; returns the file names."""
     try:
         from matplotlib.figure import Figure
     except ImportError:
@@ -30,26 +34,28 @@ def save_plots(run_dir: str, rows: list[dict], model, params, data, note: Callab
     written = []
     for metric in ("loss", "accuracy"):
         figure = Figure(figsize=(6, 4), layout="constrained")
-        _curves(figure.add_subplot(), rows, metric)
+        _curves(figure.add_subplot(), rows, metric, replica_labels)
         written.append(_save(figure, run_dir, f"{metric}.png"))
     if model.d_in == 2:
         figure = Figure(figsize=(5.5, 5), layout="constrained")
-        axes = figure.add_subplot()
-        plot_boundary(axes, lambda grid: predicted_class(model.apply(params, grid)), data.x_train, data.y_train,
-                      data.num_classes, title=f"decision boundary: {data.name}", test=(data.x_test, data.y_test))
-        axes.legend(loc="upper right")
+        shown = replica_labels[0] if replica_labels and len(replica_labels) > 1 else None
+        _boundary(figure.add_subplot(), model, params, data, shown)
         written.append(_save(figure, run_dir, "decision_boundary.png"))
     return written
 
 
-def _curves(axes, rows: list[dict], metric: str) -> None:
-    """Train (solid) and test (dashed) per epoch; one faint line per replica when there are several."""
+def _curves(axes, rows: list[dict], metric: str, replica_labels=None) -> None:
+    """Train-set (solid) and test (dashed) per epoch; with several replicas one colour and legend entry each."""
     epochs = [row["epoch"] for row in rows]
     for color, split, style in (("C0", "train", "-"), ("C1", "test", "--")):
         values = np.array([np.atleast_1d(row[f"{split}_{metric}"]) for row in rows])  # (epochs, replicas)
-        alpha = 1.0 if values.shape[1] == 1 else 0.4
+        several = values.shape[1] > 1
+        labels = replica_labels or [f"replica {r}" for r in range(values.shape[1])]
         for r in range(values.shape[1]):
-            axes.plot(epochs, values[:, r], style, color=color, alpha=alpha, label=split if r == 0 else None)
+            axes.plot(epochs, values[:, r], style, color=f"C{r % 10}" if several else color,
+                      label=split if not several else labels[r] if split == "train" else None)
+        if several:
+            axes.plot([], [], style, color="gray", label=f"{split} set ({'solid' if style == '-' else 'dashed'})")
     if metric == "loss" and all(np.all(np.asarray(row["train_loss"]) > 0) for row in rows):
         axes.set_yscale("log")
     axes.set_xlabel("epoch")
@@ -86,6 +92,51 @@ def plot_boundary(axes, predict: Callable, x, y, num_classes: int, *, title: str
     axes.set_title(title, fontsize=9)
     axes.set_xticks([])
     axes.set_yticks([])
+
+
+def _boundary(axes, model, params, data, replica: str | None = None, resolution: int = 200) -> None:
+    """The run's decision boundary: ``plot_boundary`` plus a legend entry per class (its own label, its colour),
+    the replica shown and the axes named by the table's feature columns."""
+    plot_boundary(axes, lambda grid: predicted_class(model.apply(params, grid)), data.x_train, data.y_train,
+                  data.num_classes, title=f"decision boundary: {os.path.basename(data.name)}"
+                  + (f"\nreplica 0 ({replica}) of the run" if replica else ""), test=(data.x_test, data.y_test),
+                  resolution=resolution)
+    for j, label in enumerate(data.classes or range(max(data.num_classes, 2))):
+        axes.scatter([], [], color=class_color(j), marker="s", label=f"class {label}")
+    names, scaled = data.features or ("x0", "x1"), data.standardize is not None
+    axes.set_xlabel(names[0] + (" (standardized)" if scaled else ""))
+    axes.set_ylabel(names[1] + (" (standardized)" if scaled else ""))
+    axes.legend(loc="upper right", fontsize="small")
+
+
+def class_color(j: int) -> str:
+    """Class j's colour in every plot: the colour ``plot_boundary`` shades its region and dots with."""
+    return COLORS[j % len(COLORS)]
+
+
+def save_confusion(path: str, confusion: np.ndarray, classes, title: str, note: Callable[[str], None]) -> str | None:
+    """A confusion-matrix heat map (rows true, columns predicted), class tick labels in their class colours."""
+    try:
+        from matplotlib.figure import Figure
+    except ImportError:
+        note(f"confusion plot skipped: matplotlib is not installed ({EXTRA})")
+        return None
+    k = len(classes)
+    figure = Figure(figsize=(1.5 + 0.6 * k, 1.2 + 0.6 * k), layout="constrained")
+    axes = figure.add_subplot()
+    axes.imshow(confusion, cmap="Blues")
+    for (i, j), count in np.ndenumerate(confusion):
+        axes.text(j, i, str(count), ha="center", va="center",
+                  color="white" if count > confusion.max() / 2 else "black")
+    axes.set_xticks(range(k), [str(c) for c in classes], rotation=45 if k > 5 else 0)
+    axes.set_yticks(range(k), [str(c) for c in classes])
+    for j, (xtick, ytick) in enumerate(zip(axes.get_xticklabels(), axes.get_yticklabels())):
+        xtick.set_color(class_color(j))
+        ytick.set_color(class_color(j))
+    axes.set_xlabel("predicted")
+    axes.set_ylabel("true")
+    axes.set_title(title)
+    return _save(figure, os.path.dirname(path) or ".", os.path.basename(path))
 
 
 def _save(figure, run_dir: str, name: str) -> str:

@@ -21,7 +21,8 @@ from ..errors import CheckpointError, ConfigError
 CONFIG, METRICS, SUMMARY, PARAMS, CHECKPOINT, LOG = (
     "config.toml", "metrics.jsonl", "summary.json", "params.npz", "checkpoint.npz", "train.log")
 PLOTS = ("loss.png", "accuracy.png", "decision_boundary.png")
-RUN_FILES = (CONFIG, METRICS, SUMMARY, PARAMS, CHECKPOINT, LOG, *PLOTS)
+RECORD = "model.json"  # what predicting needs (jaxbp.training.record)
+RUN_FILES = (CONFIG, METRICS, SUMMARY, PARAMS, CHECKPOINT, LOG, *PLOTS, RECORD)
 METRIC_NAMES = ("batch_loss", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
 
@@ -127,13 +128,15 @@ class RunLog:
 
 
 def describe(row: dict, epochs: int) -> str:
-    """``epoch 12/60 step 444 loss 0.0213 train acc 99.1% test loss 0.0398 test acc 98.7% 1.2s`` (replica means)."""
+    """``epoch 12/60 step 444 batch loss 0.0213 train acc 99.1% test loss 0.0398 test acc 98.7% 1.2s`` (replica
+    means). "batch loss" is the mean of the epoch's mini-batch losses, each taken before its step; the final
+    summary's "train-set loss" is the loss of the whole training split after the last step."""
     return f"epoch {row['epoch']}/{epochs} step {row['step']} {_metrics(row)} {row['time_s']:.1f}s"
 
 
 def _metrics(row: dict) -> str:
     mean = {name: float(np.mean(row[name])) for name in METRIC_NAMES}
-    return (f"loss {mean['batch_loss']:.4f} train acc {mean['train_accuracy']:.1%} "
+    return (f"batch loss {mean['batch_loss']:.4f} train acc {mean['train_accuracy']:.1%} "
             f"test loss {mean['test_loss']:.4f} test acc {mean['test_accuracy']:.1%}")
 
 

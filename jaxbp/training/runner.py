@@ -31,6 +31,8 @@ from ..errors import ConfigError
 from ..plugins.losses import get_loss
 from ..networks import Model, mlp
 from .plots import save_plots
+from .record import make_record, recorded_plugins, replica_labels, write_record
+from ..plugins.user import load_plugins
 from .steps import evaluate, scan_steps, train_step_fn
 
 RESUMABLE = ("train.epochs", "train.checkpoint_every", "train.plots")  # what --set may change on --resume
@@ -91,7 +93,7 @@ def build(config: dict) -> Run:
     options = {key: data_cfg[key] for key in ("classes", "factor") if data_cfg[key] is not None}
     data = datasets.load(data_cfg["name"], key=jax.random.key(data_cfg["seed"]), n=data_cfg["n"],
                          test_fraction=data_cfg["test_fraction"], noise=data_cfg["noise"],
-                         standardize=data_cfg["standardize"], **options)
+                         standardize=data_cfg["standardize"], label_column=data_cfg["label_column"], **options)
     n_train = data.x_train.shape[0]
     data_cfg["n"] = n_train + data.x_test.shape[0]
     if data_cfg["name"] in _synthetic.GENERATORS:  # write the generator's defaults into the resolved config
@@ -139,19 +141,24 @@ def _programs(spec: str, plugins: tuple):
     return model, optimizer, jax.jit(init), epoch, replicas
 
 
-def train(config=None, out_dir=None, *, overrides=(), overwrite: bool = False, progress: bool = True) -> TrainResult:
+def train(config=None, out_dir=None, *, overrides=(), overwrite: bool = False, progress: bool = True,
+          plugins=()) -> TrainResult:
     """Train from ``config`` (None: the default spiral run; a dict; or a .toml path) with ``--set``-style
-    ``overrides``; with ``out_dir`` the run folder gets config, metrics, summary, params, checkpoint, plots."""
+    ``overrides``; with ``out_dir`` the run folder gets config, metrics, summary, params, checkpoint, plots
+    and model.json. ``plugins``: modules or .py files to import first (recorded in model.json)."""
+    plugins = load_plugins(plugins)
     run = build(load_config(config, overrides))
     run_dir = None if out_dir is None else _runlog.prepare_run_dir(out_dir, overwrite)
     key = jax.random.key(run.config["train"]["seed"])
     params, opt_state = run.init(key)
-    return _fit(run, Checkpoint(params, opt_state, 0, 0, key), run_dir, [], progress)
+    return _fit(run, Checkpoint(params, opt_state, 0, 0, key), run_dir, [], progress, plugins)
 
 
-def resume(run_dir, *, overrides=(), progress: bool = True) -> TrainResult:
-    """Continue the run in ``run_dir`` from its checkpoint up to ``train.epochs`` (set via ``overrides``)."""
+def resume(run_dir, *, overrides=(), progress: bool = True, plugins=()) -> TrainResult:
+    """Continue the run in ``run_dir`` from its checkpoint up to ``train.epochs`` (set via ``overrides``); the
+    plugins recorded in its model.json are imported again, then ``plugins``."""
     run_dir = _runlog.check_run_dir(run_dir)
+    plugins = load_plugins([*recorded_plugins(run_dir), *plugins])
     for text in overrides:
         section, key, _ = parse_override(text)
         if f"{section}.{key}" not in RESUMABLE:
@@ -166,12 +173,13 @@ def resume(run_dir, *, overrides=(), progress: bool = True) -> TrainResult:
         raise ConfigError(f"{run_dir} has already trained {state.epoch} epochs; resume to more, e.g. "
                           f"--set train.epochs={state.epoch * 2}")
     rows = _runlog.read_metrics(os.path.join(run_dir, _runlog.METRICS), state.epoch)
-    return _fit(run, state, run_dir, rows, progress)
+    return _fit(run, state, run_dir, rows, progress, plugins)
 
 
-def _fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool) -> TrainResult:
+def _fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool, plugins=()) -> TrainResult:
     if run_dir is not None:
         write_atomic(os.path.join(run_dir, _runlog.CONFIG), to_toml(run.config).encode())
+        write_record(run_dir, make_record(run.config, run.data, run.model, run.replicas, plugins))
     log = _runlog.RunLog(run_dir, run.config["train"]["epochs"], progress, rows)
     try:
         return _loop(run, state, run_dir, log)
@@ -225,7 +233,8 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog) -> TrainRes
         save_trees(os.path.join(run_dir, _runlog.PARAMS), {"params": params}, {"replicas": run.replicas})
         if train_cfg["plots"]:
             first_params = jax.tree.map(lambda leaf: leaf[0], state.params)
-            save_plots(run_dir, log.rows, run.model, first_params, data, log.message)
+            save_plots(run_dir, log.rows, run.model, first_params, data, log.message,
+                       replica_labels(config, run.replicas))
         _runlog.write_json(os.path.join(run_dir, _runlog.SUMMARY), summary)
     return TrainResult(params, state.opt_state, summary, config, run_dir)
 

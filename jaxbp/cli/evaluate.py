@@ -1,0 +1,41 @@
+"""``jaxbp evaluate RUN --data FILE``: loss, accuracy and confusion matrix on labelled data; confusion.png."""
+
+from __future__ import annotations
+
+import os
+
+from ..inference.files import read_inputs
+from ..inference.run import load_run
+from ..training.plots import save_confusion
+from .options import add_run
+
+
+def add_arguments(parser) -> None:
+    add_run(parser)
+    parser.add_argument("--data", required=True, metavar="FILE",
+                        help="labelled raw data: .npz with x (n, d) and y (n,), or .csv/.tsv with the run's feature "
+                             "columns and its label column; labels as in the training file")
+
+
+def run(args) -> int:
+    loaded = load_run(args.run_dir, args.replica, plugins=args.plugins)
+    x, labels = read_inputs(args.data, loaded.record, need_labels=True)
+    result = loaded.evaluate(x, labels)
+    print(f"{args.data}: {result.n} examples, loss {result.loss:.4f}, accuracy {result.accuracy:.2%}")
+    print(confusion_text(result.confusion, result.classes))
+    name = "confusion.png" if args.replica is None else f"confusion-replica{args.replica}.png"
+    title = f"{os.path.basename(args.data)}: accuracy {result.accuracy:.1%}"
+    written = save_confusion(os.path.join(args.run_dir, name), result.confusion, result.classes, title, print)
+    if written:
+        print(f"wrote {os.path.join(args.run_dir, written)}")
+    return 0
+
+
+def confusion_text(confusion, classes) -> str:
+    """Rows: true label; columns: predicted label."""
+    names, corner = [str(c) for c in classes], "true \\ predicted"
+    first = max(len(corner), *(len(n) for n in names))
+    width = max(*(len(n) for n in names), len(str(confusion.max()))) + 2
+    lines = [corner.ljust(first) + "".join(n.rjust(width) for n in names)]
+    lines += [name.ljust(first) + "".join(str(v).rjust(width) for v in row) for name, row in zip(names, confusion)]
+    return "\n".join(lines)

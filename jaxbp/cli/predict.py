@@ -1,0 +1,29 @@
+"""``jaxbp predict RUN --input FILE --out FILE``: class probabilities and labels for new raw inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..inference.files import read_inputs, write_predictions
+from ..inference.run import load_run
+from .options import add_run
+
+
+def add_arguments(parser) -> None:
+    add_run(parser)
+    parser.add_argument("--input", required=True, metavar="FILE",
+                        help="raw inputs: .npz with array x (n, d), or .csv/.tsv with a header row naming the run's "
+                             "feature columns (a label column, if present, is ignored)")
+    parser.add_argument("--out", required=True, metavar="FILE",
+                        help=".csv/.tsv (label, then p_<class> per class) or .npz (probabilities, labels, classes)")
+
+
+def run(args) -> int:
+    loaded = load_run(args.run_dir, args.replica, plugins=args.plugins)
+    x, _ = read_inputs(args.input, loaded.record)
+    probabilities = np.asarray(loaded.predict(x))
+    labels = loaded.classify(x)
+    write_predictions(args.out, probabilities, labels, loaded.classes)
+    counts = ", ".join(f"{c}: {int(np.sum(labels == c))}" for c in loaded.classes)
+    print(f"predicted {len(labels)} rows of {args.input} with {args.run_dir} -> {args.out} ({counts})")
+    return 0

@@ -1,0 +1,90 @@
+"""What the data step does to inputs and labels, kept so a saved run can repeat it on new data.
+
+``Standardize`` is z = (x - mean) / std with train-split column statistics; ``encode_labels``
+maps any int or string labels to classes 0..k-1 and returns the labels in class order, so a
+gap (labels 1..4) gives 4 classes, not 5 with an empty class 0.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from ..errors import DataError
+
+STD_FLOOR = 1e-8
+
+
+class Standardize(NamedTuple):
+    """Column statistics of the train split; a std below 1e-8 (a constant column) is stored as 1."""
+
+    mean: np.ndarray  # (d,) float64
+    std: np.ndarray  # (d,) float64
+
+    @classmethod
+    def fit(cls, x_train: np.ndarray) -> "Standardize":
+        x_train = np.asarray(x_train, np.float64)
+        std = x_train.std(axis=0)
+        return cls(x_train.mean(axis=0), np.where(std < STD_FLOOR, 1.0, std))
+
+    def apply(self, x: np.ndarray) -> np.ndarray:
+        """z = (x - mean) / std in float64."""
+        return (np.asarray(x, np.float64) - self.mean) / self.std
+
+    def to_json(self) -> dict:
+        return {"mean": self.mean.tolist(), "std": self.std.tolist()}  # float repr round-trips float64 exactly
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Standardize":
+        return cls(np.asarray(data["mean"], np.float64), np.asarray(data["std"], np.float64))
+
+
+def check_finite(name: str, x: np.ndarray) -> None:
+    """A DataError naming the first few (row, column) positions of NaN/Inf in ``x``."""
+    bad = np.argwhere(~np.isfinite(x))
+    if len(bad):
+        where = ", ".join(f"(row {r}, column {c})" for r, c in bad[:5]) + (", ..." if len(bad) > 5 else "")
+        raise DataError(
+            f"x of dataset {name!r} holds {len(bad)} NaN/Inf value(s) at {where}; "
+            f"remove or impute those entries before loading"
+        )
+
+
+def label_values(labels) -> np.ndarray:
+    """Labels as given, with strings that all spell integers read as ints (so "10" and 10 are one label)."""
+    labels = np.asarray(labels)
+    if labels.dtype.kind in "US":
+        try:
+            return np.asarray([int(v) for v in labels.tolist()], np.int64)
+        except ValueError:
+            return labels.astype(str)
+    if labels.dtype.kind == "f":
+        if not (np.all(np.isfinite(labels)) and np.all(labels == np.round(labels))):
+            bad = int(np.flatnonzero(~np.isfinite(labels) | (labels != np.round(labels)))[0])
+            raise DataError(f"label at row {bad} is {labels[bad]!r}, not a class label; use ints or strings")
+        return labels.astype(np.int64)
+    if labels.dtype.kind in "iub":
+        return labels.astype(np.int64)
+    raise DataError(f"labels must be ints or strings; got dtype {labels.dtype}")
+
+
+def encode_labels(labels) -> tuple[np.ndarray, tuple]:
+    """(y int32 in 0..k-1, classes): ``classes[y[i]] == labels[i]``; classes sorted (numbers numerically)."""
+    values = label_values(labels)
+    classes, y = np.unique(values, return_inverse=True)
+    return y.astype(np.int32).reshape(-1), tuple(classes.tolist())
+
+
+def labels_to_classes(labels, classes: tuple, where: str) -> np.ndarray:
+    """The class index of each label under a saved mapping; a label the run never saw is a DataError."""
+    values = label_values(labels)
+    index = {label: j for j, label in enumerate(classes)}
+    y = np.empty(len(values), np.int32)
+    for row, value in enumerate(values.tolist()):
+        if value not in index:
+            shown = ", ".join(map(repr, classes[:10])) + (", ..." if len(classes) > 10 else "")
+            raise DataError(f"{where}: label {value!r} at row {row} is not one of the run's classes ({shown}); "
+                            f"evaluate only on labels the model was trained on")
+        y[row] = index[value]
+    return y

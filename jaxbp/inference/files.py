@@ -1,0 +1,62 @@
+"""New data for a trained run: inputs from ``.npz`` / ``.csv`` / ``.tsv``, and predictions written back out.
+
+A table is read by the run's feature column names (any order, extra columns ignored); an ``.npz``
+holds ``x`` (n, d) and, for evaluation, ``y`` (n,) in the user's labels.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+
+import numpy as np
+
+from ..datasets.table import is_table, read_table
+from ..errors import DataError
+from ..training.checkpoint import write_atomic
+
+
+def read_inputs(path, record: dict, *, need_labels: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """(x raw (n, d), labels or None) from ``path``; labels are required with ``need_labels``."""
+    path = os.fspath(path)
+    if is_table(path):
+        features = tuple(record["features"]) or None
+        return read_table(path, record.get("label_column"), need_label=need_labels, features=features)[:2]
+    if not path.endswith(".npz"):
+        raise DataError(f"{path}: give a .npz (arrays x and y) or a .csv/.tsv file with a header row")
+    if not os.path.isfile(path):
+        raise DataError(f"no such file: {path!r}; check the path")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in archive.files if name in ("x", "y")}
+    except (OSError, ValueError) as error:
+        raise DataError(f"cannot read {path} as an .npz archive ({error}); save it with np.savez(path, x=x, y=y)") \
+            from None
+    wanted = ("x", "y") if need_labels else ("x",)
+    missing = [name for name in wanted if name not in arrays]
+    if missing:
+        raise DataError(f"{path} lacks array(s) {', '.join(missing)}; save it with np.savez(path, "
+                        f"{', '.join(f'{n}={n}' for n in wanted)})")
+    return arrays["x"], arrays.get("y")
+
+
+def write_predictions(path, probabilities: np.ndarray, labels: np.ndarray, classes: tuple) -> None:
+    """``.npz`` (``probabilities``, ``labels``, ``classes``) or ``.csv`` / ``.tsv`` (label, then one p_<class>
+    column per class; a sigmoid output has the one column p_<second class>)."""
+    path = os.fspath(path)
+    probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels)
+    if path.endswith(".npz"):
+        buffer = io.BytesIO()
+        np.savez(buffer, probabilities=probabilities, labels=labels, classes=np.asarray(classes))
+        write_atomic(path, buffer.getvalue())
+        return
+    if not is_table(path):
+        raise DataError(f"--out {path}: name the output file .csv, .tsv or .npz")
+    one = probabilities.shape[1] == 1  # a sigmoid output: the probability of the second class
+    names = [f"p_{classes[-1]}"] if one else [f"p_{c}" for c in classes]
+    text = io.StringIO()
+    writer = csv.writer(text, delimiter="\t" if path.lower().endswith(".tsv") else ",", lineterminator="\n")
+    writer.writerow(["label", *names])
+    writer.writerows([label, *(repr(float(p)) for p in row)] for label, row in zip(labels.tolist(), probabilities))
+    write_atomic(path, text.getvalue().encode())

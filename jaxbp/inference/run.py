@@ -1,0 +1,121 @@
+"""``jaxbp.load_run(path)``: a trained run as a model, its params and the data step it was trained with.
+
+>>> run = jaxbp.load_run("runs/iris")
+>>> run.predict(x_raw)   # (n, k) class probabilities; the run's standardization is applied first
+>>> run.classify(x_raw)  # the user's own labels, e.g. array(['setosa', 'virginica', ...])
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..datasets.preprocess import check_finite, labels_to_classes
+from ..errors import CheckpointError, ConfigError, ShapeError
+from ..networks import Model, mlp
+from ..plugins.user import load_plugins
+from ..training.checkpoint import load_trees
+from ..training.config import load_config
+from ..training.record import read_record, standardizer
+from ..training.runlog import CONFIG, PARAMS
+from ..training.steps import evaluate
+
+
+class Evaluation(NamedTuple):
+    loss: float
+    accuracy: float
+    confusion: np.ndarray  # (k, k) counts: row = true class, column = predicted class
+    classes: tuple  # the user's label of each row / column
+    n: int
+
+
+class LoadedRun(NamedTuple):
+    """A trained run: ``predict`` and ``classify`` take RAW inputs (as in the training file)."""
+
+    path: str
+    config: dict
+    model: Model
+    params: Any  # one replica's params
+    record: dict  # model.json: model spec, standardization, classes, features, plugins
+    replica: int
+
+    @property
+    def classes(self) -> tuple:
+        return tuple(self.record["classes"])
+
+    def preprocess(self, x) -> jax.Array:
+        """The run's data step on raw inputs (n, d): train-split standardization, then the params' dtype."""
+        x = np.asarray(x)
+        if x.ndim != 2 or x.shape[1] != self.model.d_in:
+            raise ShapeError(f"inputs must have shape (n, {self.model.d_in}) (the run's features); got {x.shape}")
+        if x.dtype.kind not in "iufb":
+            raise ShapeError(f"inputs must be numbers; got dtype {x.dtype}")
+        check_finite("inputs", np.asarray(x, np.float64))
+        stats = standardizer(self.record)
+        x = np.asarray(x, np.float64) if stats is None else stats.apply(x)
+        return jnp.asarray(x, dtype=jax.tree.leaves(self.params)[0].dtype)
+
+    def predict(self, x) -> jax.Array:
+        """Class probabilities (n, k) -- or (n, 1) for a sigmoid output, values for mse -- of raw inputs."""
+        return self.model.predict(self.params, self.preprocess(x))
+
+    def class_index(self, x) -> np.ndarray:
+        """The predicted class 0..k-1 of each raw input: argmax over k outputs, or z > 0 for one output."""
+        z = np.asarray(self.model.apply(self.params, self.preprocess(x)))
+        return (z[:, 0] > 0).astype(np.int32) if z.shape[1] == 1 else z.argmax(axis=1).astype(np.int32)
+
+    def classify(self, x) -> np.ndarray:
+        """The predicted label of each raw input, in the user's own labels (ints or strings)."""
+        return np.asarray(self.classes)[self.class_index(x)]
+
+    def evaluate(self, x, labels) -> Evaluation:
+        """Mean loss, accuracy (as in training's test accuracy) and confusion matrix on raw inputs and user labels."""
+        y = labels_to_classes(labels, self.classes, "evaluation data")
+        if len(y) != np.shape(x)[0]:
+            raise ShapeError(f"{np.shape(x)[0]} inputs but {len(y)} labels; give one label per row")
+        loss, accuracy = evaluate(self.model, self.params, self.preprocess(x), jnp.asarray(y))
+        k = len(self.classes)
+        confusion = np.zeros((k, k), np.int64)
+        np.add.at(confusion, (y, self.class_index(x)), 1)
+        return Evaluation(float(loss), float(accuracy), confusion, self.classes, len(y))
+
+
+def load_run(path, replica: int | None = None, *, plugins=()) -> LoadedRun:
+    """Load the run folder ``path``; ``replica`` picks one of several. Its recorded plugins are imported
+    again (then ``plugins``), so a run with a custom activation loads in a new process."""
+    path = os.fspath(path)
+    if not os.path.isfile(os.path.join(path, CONFIG)):
+        what = "no such folder" if not os.path.isdir(path) else f"it has no {CONFIG}"
+        raise CheckpointError(f"cannot load run {path}: {what}. Point at a folder made by `jaxbp train --out DIR`")
+    config = load_config(os.path.join(path, CONFIG))
+    record = read_record(path)
+    load_plugins([*record["plugins"], *plugins])
+    spec = dict(record["model"])
+    model = mlp(spec.pop("sizes"), spec.pop("activation"), spec.pop("loss"), **spec)
+    replicas = int(record["replicas"])
+    replica = _pick(path, replica, replicas, record.get("replica_labels"))
+    template = jax.eval_shape(model.init, jax.random.key(0))
+    if replicas > 1:
+        template = jax.tree.map(lambda t: jax.ShapeDtypeStruct((replicas, *t.shape), t.dtype), template)
+    params_path = os.path.join(path, PARAMS)
+    if not os.path.isfile(params_path):
+        raise CheckpointError(f"run {path} has no {PARAMS}: its training did not finish. Finish it with "
+                              f"jaxbp train --resume {path}")
+    params = load_trees(params_path, {"params": template})[0]["params"]
+    params = jax.tree.map(lambda leaf: jnp.asarray(leaf[replica] if replicas > 1 else leaf), params)
+    return LoadedRun(path, config, model, params, record, replica)
+
+
+def _pick(path: str, replica, replicas: int, labels) -> int:
+    if replica is None and replicas > 1:
+        shown = "; ".join(f"{r}: {label}" for r, label in enumerate(labels or range(replicas)))
+        raise ConfigError(f"run {path} trained {replicas} replicas ({shown}); pick one with replica=R "
+                          f"(--replica R on the command line)")
+    replica = 0 if replica is None else replica
+    if not isinstance(replica, int) or isinstance(replica, bool) or not 0 <= replica < replicas:
+        raise ConfigError(f"replica must be an integer 0..{replicas - 1} for run {path}; got {replica!r}")
+    return replica

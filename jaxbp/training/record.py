@@ -1,0 +1,90 @@
+"""``model.json``: everything a run folder needs to predict on new data, as plain JSON (no pickle).
+
+The model spec (layer sizes and every [model] key), what the data step did (train-split
+standardization statistics), the user's label of each class, a table's feature columns, the
+plugins the run imported, and a name for each replica. A folder made before this file existed is
+rebuilt from its config.toml (the data step is deterministic), or a CheckpointError says what is missing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ..datasets.preprocess import Standardize
+from ..errors import CheckpointError
+from .checkpoint import write_atomic
+from .config import learning_rates
+from .runlog import RECORD
+
+FORMAT, VERSION = "jaxbp-run", 1
+
+
+def replica_labels(config: dict, replicas: int) -> list[str]:
+    """What tells replica r apart: its learning rate (a list of rates) and/or its seed offset (train.replicas > 1)."""
+    rates = learning_rates(config["optimizer"])
+    rates = rates * (replicas // len(rates))
+    seeds = config["train"]["replicas"] > 1
+    return [" ".join(([f"lr {rates[r]:g}"] if len(set(rates)) > 1 else []) + ([f"seed +{r}"] if seeds else []))
+            or f"replica {r}" for r in range(replicas)]
+
+
+def make_record(config: dict, data, model, replicas: int, plugins=()) -> dict:
+    hidden = config["model"]["hidden"]
+    spec = {"sizes": [model.d_in, *hidden, model.d_out],
+            **{key: value for key, value in config["model"].items() if key != "hidden" and value is not None}}
+    return {"format": FORMAT, "version": VERSION, "model": spec,
+            "standardize": None if data.standardize is None else data.standardize.to_json(),
+            "classes": list(data.classes), "features": list(data.features),
+            "label_column": config["data"].get("label_column"), "dataset": data.name,
+            "plugins": list(plugins), "replicas": replicas, "replica_labels": replica_labels(config, replicas)}
+
+
+def write_record(run_dir: str, record: dict) -> None:
+    lines = ",\n".join(f" {json.dumps(key)}: {json.dumps(value)}" for key, value in record.items())  # a key a line
+    write_atomic(os.path.join(run_dir, RECORD), ("{\n" + lines + "\n}\n").encode())
+
+
+def recorded_plugins(run_dir) -> list[str]:
+    """The plugins a run imported (none for a folder without model.json)."""
+    path = os.path.join(os.fspath(run_dir), RECORD)
+    return _read(path)["plugins"] if os.path.isfile(path) else []
+
+
+def read_record(run_dir) -> dict:
+    """The run's model.json; for an older folder without one, the same facts rebuilt from its config.toml."""
+    run_dir = os.fspath(run_dir)
+    path = os.path.join(run_dir, RECORD)
+    if os.path.isfile(path):
+        return _read(path)
+    from . import runner  # lazy: the runner writes records
+
+    config_path = os.path.join(run_dir, "config.toml")
+    if not os.path.isfile(config_path):
+        what = "no such folder" if not os.path.isdir(run_dir) else f"it has neither {RECORD} nor config.toml"
+        raise CheckpointError(f"cannot load run {run_dir}: {what}. Point at a folder made by `jaxbp train --out DIR`")
+    try:
+        run = runner.build(runner.load_config(config_path))
+    except Exception as error:
+        raise CheckpointError(f"run {run_dir} has no {RECORD} (it predates recorded preprocessing and labels) and "
+                              f"rebuilding it from config.toml failed: {error}. Make the dataset (or plugin) "
+                              f"available again, or retrain the run") from None
+    return make_record(run.config, run.data, run.model, run.replicas)
+
+
+def standardizer(record: dict) -> Standardize | None:
+    return None if record["standardize"] is None else Standardize.from_json(record["standardize"])
+
+
+def _read(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as file:
+            record = json.load(file)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is unreadable or not JSON ({error}); retrain the run, or restore the "
+                              f"file from a backup") from None
+    missing = [key for key in ("model", "standardize", "classes", "features", "plugins", "replicas") if key not in record]
+    if record.get("format") != FORMAT or missing:
+        raise CheckpointError(f"{path} is not a {FORMAT} record (missing: {', '.join(missing) or 'format'}); "
+                              f"retrain the run, or restore the file from a backup")
+    return record
