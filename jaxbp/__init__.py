@@ -13,6 +13,8 @@ from .errors import JaxbpError as JaxbpError
 from .errors import MissingExtraError as MissingExtraError
 from .errors import ShapeError as ShapeError
 from .errors import UnknownPluginError as UnknownPluginError
+from .inference import LoadedRun as LoadedRun
+from .inference import load_run as load_run
 from .networks import Model as Model
 from .networks import mlp as mlp
 from .networks import network as network
@@ -25,6 +27,7 @@ from .plugins import get_loss as get_loss
 from .plugins import layer as layer
 from .plugins import layer_norm as layer_norm
 from .plugins import load_entry_points as load_entry_points
+from .plugins import load_plugins as load_plugins
 from .plugins import register_activation as register_activation
 from .plugins import register_layer as register_layer
 from .plugins import register_loss as register_loss

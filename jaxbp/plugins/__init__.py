@@ -17,3 +17,4 @@ from .losses import get_loss as get_loss
 from .losses import register_loss as register_loss
 from .registry import Registry as Registry
 from .registry import load_entry_points as load_entry_points
+from .user import load_plugins as load_plugins

@@ -1,0 +1,153 @@
+"""After training: load_run, jaxbp predict / evaluate, CSV/TSV data with any labels, --plugins, and the
+run folder's model.json (preprocessing, classes, features, plugins) -- each with the bug it catches."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import jaxbp
+from jaxbp import datasets
+from jaxbp.cli import main
+from jaxbp.plugins import user
+from jaxbp.training.runner import build
+from jaxbp.training.config import load_config
+
+SPECIES = np.array(["cat", "dog", "eel"])
+TOL = dict(rtol=1e-12, atol=1e-12)
+
+
+def write_table(path, x, labels, names=("height", "weight", "age"), label="species", sep=","):
+    """The label column second, so reading by name (not position) is exercised."""
+    header = [names[0], label, *names[1:]]
+    rows = [[repr(float(r[0])), str(lab), *(repr(float(v)) for v in r[1:])] for r, lab in zip(x, labels)]
+    path.write_text("\n".join(sep.join(row) for row in [header, *rows]) + "\n")
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def table_run(tmp_path_factory):
+    """A run on a CSV with string labels in a 'species' column, features on very different scales."""
+    tmp = tmp_path_factory.mktemp("table")
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 90)
+    x = rng.normal(size=(90, 3)) + 2.5 * np.eye(3)[y] + np.array([170.0, -60.0, 1000.0])
+    csv = write_table(tmp / "pets.csv", x, SPECIES[y])
+    overrides = [f"data.name={csv}", "data.label_column=species", "model.hidden=[8]", "train.epochs=3",
+                 "train.batch_size=16", "train.plots=false", "optimizer.learning_rate=0.3"]
+    result = jaxbp.train(None, tmp / "run", overrides=overrides, progress=False)
+    raw = datasets.load(csv, key=jax.random.key(0), standardize=False, label_column="species")  # the same split, raw
+    return tmp, result, raw
+
+
+def test_predict_and_evaluate_on_held_out_rows_match_the_runs_test_accuracy(table_run, capsys):
+    tmp, result, raw = table_run
+    run, summary = str(tmp / "run"), result.summary
+    labels = np.asarray(raw.classes)[np.asarray(raw.y_test)]
+    held_out = write_table(tmp / "held_out.tsv", np.asarray(raw.x_test), labels, sep="\t")
+    unlabelled = tmp / "unlabelled.csv"
+    unlabelled.write_text("\n".join(",".join(line.split("\t")[:1] + line.split("\t")[2:])
+                                    for line in open(held_out).read().splitlines()) + "\n")
+    assert main(["predict", run, "--input", str(unlabelled), "--out", str(tmp / "pred.csv")]) == 0
+    table = [line.split(",") for line in (tmp / "pred.csv").read_text().splitlines()]
+    assert table[0] == ["label", "p_cat", "p_dog", "p_eel"]
+    predicted = np.array([row[0] for row in table[1:]])
+    assert np.mean(predicted == labels) == pytest.approx(summary["test_accuracy"], abs=1e-6)
+    assert main(["evaluate", run, "--data", held_out]) == 0
+    printed = capsys.readouterr().out
+    assert f"accuracy {summary['test_accuracy']:.2%}" in printed and "true \\ predicted" in printed
+    assert os.path.isfile(tmp / "run" / "confusion.png")
+    loaded = jaxbp.load_run(run)
+    x, y = read_back(held_out)
+    report = loaded.evaluate(x, y)
+    assert report.accuracy == pytest.approx(summary["test_accuracy"], abs=1e-6)
+    assert report.loss == pytest.approx(summary["test_loss"], rel=1e-12)  # the loss too: same inputs, same model
+    assert report.confusion.sum() == len(y) and np.trace(report.confusion) == round(report.accuracy * len(y))
+
+
+def read_back(path):
+    from jaxbp.datasets.table import read_table
+
+    x, labels, _ = read_table(path, "species", features=("height", "weight", "age"))
+    return x, labels
+
+
+def test_load_run_predict_on_raw_inputs_equals_the_training_probabilities(table_run):
+    tmp, result, raw = table_run
+    run = build(load_config(str(tmp / "run" / "config.toml")))  # the data exactly as training saw it
+    during_training = run.model.predict(result.params, run.data.x_test)
+    loaded = jaxbp.load_run(tmp / "run")
+    np.testing.assert_allclose(loaded.predict(raw.x_test), during_training, **TOL)
+    assert list(loaded.classify(raw.x_test)) == list(SPECIES[np.argmax(during_training, axis=1)])
+    np.testing.assert_allclose(loaded.record["standardize"]["mean"], np.mean(raw.x_train, axis=0), **TOL)  # train only
+    # planted bug: forgetting the stored standardization gives other probabilities, which the check above rejects
+    forgot = loaded._replace(record={**loaded.record, "standardize": None})
+    assert not np.allclose(forgot.predict(raw.x_test), during_training, atol=1e-3)
+
+
+def test_a_run_folder_without_model_json_is_rebuilt_or_says_what_is_missing(table_run, tmp_path):
+    tmp, _, raw = table_run
+    old = tmp_path / "old"
+    shutil.copytree(tmp / "run", old)
+    os.remove(old / "model.json")  # a folder made before runs recorded their data step
+    np.testing.assert_allclose(jaxbp.load_run(old).predict(raw.x_test), jaxbp.load_run(tmp / "run").predict(raw.x_test),
+                               **TOL)
+    config = (old / "config.toml").read_text()
+    (old / "config.toml").write_text(config.replace("pets.csv", "gone.csv"))
+    with pytest.raises(jaxbp.CheckpointError, match="no model.json.*no such file.*gone.csv"):
+        jaxbp.load_run(old)
+
+
+PLUGIN = '''
+import jax.numpy as jnp
+import jaxbp
+
+jaxbp.register_activation(
+    "softsign",
+    forward=lambda z: z / (1 + jnp.abs(z)),
+    backward=lambda z, a, g: g / (1 + jnp.abs(z)) ** 2,  # da/dz = 1 / (1 + |z|)^2
+)
+'''
+NEW_PROCESS = '''
+import os, sys
+from jaxbp.cli import main
+run, x = sys.argv[1:]
+codes = [main(["predict", run, "--input", x, "--out", os.path.join(run, "p.npz")]),
+         main(["train", "--resume", run, "--set", "train.epochs=3", "--quiet"])]
+print("exit codes", *codes)
+'''
+
+
+def test_plugins_train_then_predict_and_resume_in_a_new_process(tmp_path, restore_registries, monkeypatch, capsys):
+    monkeypatch.setattr(user, "_loaded", {})
+    plugin = tmp_path / "my_act.py"
+    plugin.write_text(PLUGIN)
+    run = tmp_path / "run"
+    args = ["train", "--out", str(run), "--quiet", "--set", "data.name=moons", "--set", "data.n=60", "--set",
+            "model.hidden=[6]", "--set", "model.activation=softsign", "--set", "train.epochs=2", "--set",
+            "train.plots=false"]
+    assert main(args) == 2  # without the plugin: the error says how to bring it
+    err = capsys.readouterr().err
+    assert "unknown activation 'softsign'" in err and "--plugins" in err and "Traceback" not in err
+    os.chdir(tmp_path)  # a relative path is recorded as an absolute one
+    assert main(args + ["--plugins", "my_act.py"]) == 0
+    assert json.loads((run / "model.json").read_text())["plugins"] == [str(plugin)]
+    np.savez(tmp_path / "x.npz", x=np.random.default_rng(0).normal(size=(5, 2)))
+    env = {**os.environ, "JAX_ENABLE_X64": "1"}  # the run was trained in float64 here
+    done = subprocess.run([sys.executable, "-c", NEW_PROCESS, str(run), str(tmp_path / "x.npz")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.stdout.splitlines()[-1] == "exit codes 0 0", done.stdout + done.stderr
+    with np.load(run / "p.npz") as out:
+        assert out["probabilities"].shape == (5, 2) and set(out["labels"]) <= {0, 1}
+    assert json.loads((run / "summary.json").read_text())["epochs"] == 3
+    plugin.rename(tmp_path / "elsewhere.py")  # the recorded path is gone: a clear error, not a raw traceback
+    monkeypatch.setattr(user, "_loaded", {})
+    capsys.readouterr()
+    assert main(["predict", str(run), "--input", str(tmp_path / "x.npz"), "--out", str(tmp_path / "q.npz")]) == 2
+    err = capsys.readouterr().err
+    assert f"plugin file {plugin} not found" in err and "--plugins" in err and "Traceback" not in err
