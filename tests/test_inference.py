@@ -18,11 +18,13 @@ from jaxbp.plugins import user
 from jaxbp.training.runner import build
 from jaxbp.training.config import load_config
 
-SPECIES = np.array(["cat", "dog", "eel"])
+SPECIES = np.array(["cat", "dog"])
+# the shapes and optimizer of test_runner's SMALL run, so the compiled epoch is shared within a test session
+SHARED = ["model.hidden=[12]", "optimizer.name=adam", "train.batch_size=24", "train.plots=false"]
 TOL = dict(rtol=1e-12, atol=1e-12)
 
 
-def write_table(path, x, labels, names=("height", "weight", "age"), label="species", sep=","):
+def write_table(path, x, labels, names=("height", "weight"), label="species", sep=","):
     """The label column second, so reading by name (not position) is exercised."""
     header = [names[0], label, *names[1:]]
     rows = [[repr(float(r[0])), str(lab), *(repr(float(v)) for v in r[1:])] for r, lab in zip(x, labels)]
@@ -35,11 +37,10 @@ def table_run(tmp_path_factory):
     """A run on a CSV with string labels in a 'species' column, features on very different scales."""
     tmp = tmp_path_factory.mktemp("table")
     rng = np.random.default_rng(0)
-    y = rng.integers(0, 3, 90)
-    x = rng.normal(size=(90, 3)) + 2.5 * np.eye(3)[y] + np.array([170.0, -60.0, 1000.0])
+    y = rng.integers(0, 2, 200)
+    x = rng.normal(size=(200, 2)) + 1.5 * np.eye(2)[y] + np.array([170.0, -60.0])
     csv = write_table(tmp / "pets.csv", x, SPECIES[y])
-    overrides = [f"data.name={csv}", "data.label_column=species", "model.hidden=[8]", "train.epochs=3",
-                 "train.batch_size=16", "train.plots=false", "optimizer.learning_rate=0.3"]
+    overrides = [f"data.name={csv}", "data.label_column=species", "train.epochs=3", *SHARED]
     result = jaxbp.train(None, tmp / "run", overrides=overrides, progress=False)
     raw = datasets.load(csv, key=jax.random.key(0), standardize=False, label_column="species")  # the same split, raw
     return tmp, result, raw
@@ -55,7 +56,7 @@ def test_predict_and_evaluate_on_held_out_rows_match_the_runs_test_accuracy(tabl
                                     for line in open(held_out).read().splitlines()) + "\n")
     assert main(["predict", run, "--input", str(unlabelled), "--out", str(tmp / "pred.csv")]) == 0
     table = [line.split(",") for line in (tmp / "pred.csv").read_text().splitlines()]
-    assert table[0] == ["label", "p_cat", "p_dog", "p_eel"]
+    assert table[0] == ["label", "p_cat", "p_dog"]
     predicted = np.array([row[0] for row in table[1:]])
     assert np.mean(predicted == labels) == pytest.approx(summary["test_accuracy"], abs=1e-6)
     assert main(["evaluate", run, "--data", held_out]) == 0
@@ -73,7 +74,7 @@ def test_predict_and_evaluate_on_held_out_rows_match_the_runs_test_accuracy(tabl
 def read_back(path):
     from jaxbp.datasets.table import read_table
 
-    x, labels, _ = read_table(path, "species", features=("height", "weight", "age"))
+    x, labels, _ = read_table(path, "species", features=("height", "weight"))
     return x, labels
 
 
@@ -151,3 +152,70 @@ def test_plugins_train_then_predict_and_resume_in_a_new_process(tmp_path, restor
     assert main(["predict", str(run), "--input", str(tmp_path / "x.npz"), "--out", str(tmp_path / "q.npz")]) == 2
     err = capsys.readouterr().err
     assert f"plugin file {plugin} not found" in err and "--plugins" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text, message", [
+    ("a,b,label\n1,2,x\n3,4\n", "line 3: ragged row with 2 value"),
+    ("a,b,label\n1,2,x\n3,tall,y\n", "line 3, column 'b': 'tall', not a number"),
+    ("a,b,kind\n1,2,x\n3,4,y\n", r"no label column 'label' \(its header: a, b, kind\).*data.label_column"),
+    ("a,b,label\n1,2,x\nnan,4,y\n", "line 3, column 'a': nan is not a finite number"),
+    ("a,b,label\n1,,x\n3,4,y\n", "line 2, column 'b': an empty value"),
+])
+def test_bad_data_names_row_and_column_and_the_cli_exits_2(tmp_path, capsys, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(jaxbp.DataError, match=message):
+        datasets.load(str(path), key=jax.random.key(0))
+    assert main(["train", "--set", f"data.name={path}", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "jaxbp: error:" in err and "Traceback" not in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
+def test_labels_of_any_ints_or_strings_map_to_classes_with_the_mapping_kept(tmp_path):
+    x = np.random.default_rng(0).normal(size=(40, 2))
+    np.savez(tmp_path / "gap.npz", x=x, y=np.arange(40) % 4 + 1)  # labels 1..4: four classes, not five
+    data = datasets.load(str(tmp_path / "gap.npz"), key=jax.random.key(0), standardize=False)
+    assert data.num_classes == 4 and data.classes == (1, 2, 3, 4)
+    ids = {tuple(row): label for row, label in zip(x.round(9), np.arange(40) % 4 + 1)}
+    for xs, ys in ((data.x_train, data.y_train), (data.x_test, data.y_test)):
+        assert [ids[tuple(row)] for row in np.asarray(xs).round(9)] == [data.classes[j] for j in np.asarray(ys)]
+    tsv = write_table(tmp_path / "t.tsv", x, np.where(np.arange(40) % 2, 10, -3), ("a", "b"), "label", "\t")
+    assert datasets.load(tsv, key=jax.random.key(0)).classes == (-3, 10)  # ints sorted as numbers, negatives too
+    mixed = write_table(tmp_path / "s.csv", x, np.where(np.arange(40) % 2, "b", "10"), ("a", "b"), "label")
+    assert datasets.load(mixed, key=jax.random.key(0)).classes == ("10", "b")
+
+
+def test_an_unknown_label_in_evaluation_data_names_its_row(table_run, tmp_path, capsys):
+    tmp, _, raw = table_run
+    labels = np.asarray(raw.classes)[np.asarray(raw.y_test)]
+    labels[4] = "yak"
+    path = write_table(tmp_path / "odd.csv", np.asarray(raw.x_test), labels)
+    assert main(["evaluate", str(tmp / "run"), "--data", path]) == 2
+    err = capsys.readouterr().err
+    assert "label 'yak' at row 4 is not one of the run's classes ('cat', 'dog')" in err
+
+
+def test_replicas_are_picked_by_index_and_named_in_plots(tmp_path):
+    from matplotlib.figure import Figure
+
+    from jaxbp.training import plots
+
+    out = tmp_path / "run"
+    result = jaxbp.train(None, out, progress=False, overrides=["data.name=moons", "data.n=200", "train.replicas=3",
+                                                               "train.epochs=1", *SHARED])
+    with pytest.raises(jaxbp.ConfigError, match=r"3 replicas \(0: seed \+0; 1: seed \+1; 2: seed \+2\); pick one"):
+        jaxbp.load_run(out)
+    loaded = jaxbp.load_run(out, replica=1)
+    for mine, stacked in zip(jax.tree.leaves(loaded.params), jax.tree.leaves(result.params)):
+        np.testing.assert_array_equal(mine, np.asarray(stacked)[1])
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    axes = Figure().add_subplot()
+    plots._curves(axes, rows, "loss", loaded.record["replica_labels"])
+    legend = [text.get_text() for text in axes.get_legend().get_texts()]
+    assert legend == ["seed +0", "seed +1", "seed +2", "train set (solid)", "test set (dashed)"]
+    axes = Figure().add_subplot()
+    data = build(load_config(str(out / "config.toml"))).data
+    plots._boundary(axes, loaded.model, loaded.params, data, "seed +0", resolution=8)
+    assert "replica 0 (seed +0)" in axes.get_title()
+    assert [t.get_text() for t in axes.get_legend().get_texts()] == ["train", "test", "class 0", "class 1"]
