@@ -20,7 +20,7 @@ _loaded: dict[str, object] = {}  # recorded spec -> its module
 def resolve(spec: str) -> str:
     """A ``.py`` file as an absolute path, a module name as given."""
     spec = os.fspath(spec)
-    return os.path.abspath(spec) if spec.endswith(".py") or os.sep in spec else spec
+    return os.path.abspath(spec) if spec.endswith(".py") else spec
 
 
 def load_plugins(specs) -> tuple[str, ...]:
