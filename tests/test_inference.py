@@ -15,6 +15,7 @@ import jaxbp
 from jaxbp import datasets
 from jaxbp.cli import main
 from jaxbp.plugins import user
+from jaxbp.training.checkpoint import save_trees
 from jaxbp.training.runner import build
 from jaxbp.training.config import load_config
 
@@ -91,13 +92,18 @@ def test_load_run_predict_on_raw_inputs_equals_the_training_probabilities(table_
     assert not np.allclose(forgot.predict(raw.x_test), during_training, atol=1e-3)
 
 
-def test_a_run_folder_without_model_json_is_rebuilt_or_says_what_is_missing(table_run, tmp_path):
+def test_an_older_run_folder_or_another_precision_still_loads_or_says_what_is_missing(table_run, tmp_path):
     tmp, _, raw = table_run
     old = tmp_path / "old"
     shutil.copytree(tmp / "run", old)
     os.remove(old / "model.json")  # a folder made before runs recorded their data step
     np.testing.assert_allclose(jaxbp.load_run(old).predict(raw.x_test), jaxbp.load_run(tmp / "run").predict(raw.x_test),
                                **TOL)
+    single = jax.tree.map(lambda leaf: np.asarray(leaf, np.float32), jaxbp.load_run(old).params)
+    save_trees(str(old / "params.npz"), {"params": single}, {"replicas": 1})  # as a float32 run writes it
+    in_float32 = jaxbp.load_run(old).predict(raw.x_test)
+    assert in_float32.dtype == np.float32
+    np.testing.assert_allclose(in_float32, jaxbp.load_run(tmp / "run").predict(raw.x_test), rtol=1e-4, atol=1e-5)
     config = (old / "config.toml").read_text()
     (old / "config.toml").write_text(config.replace("pets.csv", "gone.csv"))
     with pytest.raises(jaxbp.CheckpointError, match="no model.json.*no such file.*gone.csv"):

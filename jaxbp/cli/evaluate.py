@@ -23,7 +23,7 @@ def run(args) -> int:
     result = loaded.evaluate(x, labels)
     print(f"{args.data}: {result.n} examples, loss {result.loss:.4f}, accuracy {result.accuracy:.2%}")
     print(confusion_text(result.confusion, result.classes))
-    name = "confusion.png" if args.replica is None else f"confusion-replica{args.replica}.png"
+    name = "confusion.png" if loaded.record["replicas"] == 1 else f"confusion-replica{loaded.replica}.png"
     title = f"{os.path.basename(args.data)}: accuracy {result.accuracy:.1%}"
     written = save_confusion(os.path.join(args.run_dir, name), result.confusion, result.classes, title, print)
     if written:

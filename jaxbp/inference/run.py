@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import zipfile
 from typing import Any, NamedTuple
 
 import jax
@@ -105,9 +106,24 @@ def load_run(path, replica: int | None = None, *, plugins=()) -> LoadedRun:
     if not os.path.isfile(params_path):
         raise CheckpointError(f"run {path} has no {PARAMS}: its training did not finish. Finish it with "
                               f"jaxbp train --resume {path}")
+    template = _stored_float_dtype(params_path, template)
     params = load_trees(params_path, {"params": template})[0]["params"]
     params = jax.tree.map(lambda leaf: jnp.asarray(leaf[replica] if replicas > 1 else leaf), params)
     return LoadedRun(path, config, model, params, record, replica)
+
+
+def _stored_float_dtype(path: str, template):
+    """The template with the file's float dtype: a run trained in float64 loads where x64 is off (its params are
+    then rounded to float32), and a float32 run loads in an x64 session (and predicts exactly as it trained)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            dtypes = {dtype for dtype in (archive[name].dtype for name in archive.files) if dtype.kind == "f"}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):  # a torn or foreign file: load_trees reports it
+        return template
+    if len(dtypes) != 1:
+        return template
+    dtype = dtypes.pop()
+    return jax.tree.map(lambda t: jax.ShapeDtypeStruct(t.shape, dtype if t.dtype.kind == "f" else t.dtype), template)
 
 
 def _pick(path: str, replica, replicas: int, labels) -> int:
