@@ -190,6 +190,8 @@ def test_labels_of_any_ints_or_strings_map_to_classes_with_the_mapping_kept(tmp_
     assert datasets.load(tsv, key=jax.random.key(0)).classes == (-3, 10)  # ints sorted as numbers, negatives too
     mixed = write_table(tmp_path / "s.csv", x, np.where(np.arange(40) % 2, "b", "10"), ("a", "b"), "label")
     assert datasets.load(mixed, key=jax.random.key(0)).classes == ("10", "b")
+    with pytest.raises(jaxbp.ConfigError, match="label column of a .csv/.tsv file; 'moons' has none"):
+        load_config(None, ["data.name=moons", "data.label_column=y"])
 
 
 def test_an_unknown_label_in_evaluation_data_names_its_row(table_run, tmp_path, capsys):

@@ -171,6 +171,9 @@ def _check_values(config: dict) -> None:
     elif data["name"] not in datasets.names():
         raise ConfigError(f"unknown data.name {data['name']!r}; known datasets: {', '.join(datasets.names())}, "
                           f"or a path ending in .npz, .csv or .tsv")
+    if data["label_column"] is not None and not data["name"].lower().endswith((".csv", ".tsv")):
+        raise ConfigError(f"data.label_column names the label column of a .csv/.tsv file; {data['name']!r} has "
+                          f"none: drop data.label_column")
     for key, low in (("epochs", 1), ("batch_size", 0), ("replicas", 1), ("checkpoint_every", 0)):
         if train[key] < low:
             raise ConfigError(f"train.{key} must be >= {low}; got {train[key]}")
