@@ -23,7 +23,7 @@ from ..training.checkpoint import load_trees
 from ..training.config import load_config
 from ..training.record import read_record, standardizer
 from ..training.runlog import CONFIG, PARAMS
-from ..training.steps import evaluate
+from ..training.steps import evaluate, predicted_class
 
 
 class Evaluation(NamedTuple):
@@ -66,8 +66,7 @@ class LoadedRun(NamedTuple):
 
     def class_index(self, x) -> np.ndarray:
         """The predicted class 0..k-1 of each raw input: argmax over k outputs, or z > 0 for one output."""
-        z = np.asarray(self.model.apply(self.params, self.preprocess(x)))
-        return (z[:, 0] > 0).astype(np.int32) if z.shape[1] == 1 else z.argmax(axis=1).astype(np.int32)
+        return np.asarray(predicted_class(self.model.apply(self.params, self.preprocess(x))), np.int32)
 
     def classify(self, x) -> np.ndarray:
         """The predicted label of each raw input, in the user's own labels (ints or strings)."""
