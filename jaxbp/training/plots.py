@@ -101,12 +101,16 @@ def _boundary(axes, model, params, data, replica: str | None = None, resolution:
                   data.num_classes, title=f"decision boundary: {os.path.basename(data.name)}"
                   + (f"\nreplica 0 ({replica}) of the run" if replica else ""), test=(data.x_test, data.y_test),
                   resolution=resolution)
-    for j, label in enumerate(data.classes or range(max(data.num_classes, 2))):
-        axes.scatter([], [], color=class_color(j), marker="s", label=f"class {label}")
+    from matplotlib.lines import Line2D
+
     names, scaled = data.features or ("x0", "x1"), data.standardize is not None
     axes.set_xlabel(names[0] + (" (standardized)" if scaled else ""))
     axes.set_ylabel(names[1] + (" (standardized)" if scaled else ""))
-    axes.legend(loc="upper right", fontsize="small")
+    marks = [Line2D([], [], marker=m, color="gray", linestyle="", label=split) for split, m in (("train", "o"),
+                                                                                                ("test", "x"))]
+    marks += [Line2D([], [], marker="s", color=class_color(j), linestyle="", label=f"class {label}")
+              for j, label in enumerate(data.classes or range(max(data.num_classes, 2)))]
+    axes.legend(handles=marks, loc="upper right", fontsize="small")  # markers grey: colour means class only
 
 
 def class_color(j: int) -> str:
