@@ -8,6 +8,7 @@ differences ``f`` at up to FD_SAMPLES sampled coordinates of every leaf, biases 
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import math
 from typing import Any, Callable, NamedTuple
@@ -33,6 +34,7 @@ FD_SAMPLES = 6  # coordinates sampled per leaf
 FD_FLOOR = 1e-5  # below this times the leaf's max |gradient|, the FD ratio is taken against the floor
 # (the stencil's rounding error, ~1e-13, would otherwise make an exact zero look like a 100% error)
 KINDS = ("activation", "loss", "layer")
+VARIANTS = ("jit", "nojit", "vmap")  # how a plugin's backward runs: under jax.jit, eagerly, jax.vmap over examples
 
 
 class CheckRow(NamedTuple):
@@ -41,12 +43,18 @@ class CheckRow(NamedTuple):
     vs_grad: float  # relative error against jax.grad
     vs_fd: float  # worst relative error over the sampled finite-difference coordinates
     fd_band: float
-    vs_per_example: float = math.nan  # mean(per-example) vs batched, networks only
+    vs_per_example: float = math.nan  # networks: mean(per-example) vs batched; plugins [vmap]: vmap vs a loop
 
     @property
     def ok(self) -> bool:
-        per_example_ok = math.isnan(self.vs_per_example) or self.vs_per_example <= PER_EXAMPLE_TOL
-        return self.vs_grad <= GRAD_TOL and self.vs_fd <= self.fd_band and per_example_ok
+        return self.passes()
+
+    def passes(self, grad_tol: float = GRAD_TOL, fd_band: float | None = None,
+               per_example_tol: float = PER_EXAMPLE_TOL) -> bool:
+        """Within the bands; ``fd_band=None`` keeps the row's own (smooth or kink) band."""
+        per_example_ok = math.isnan(self.vs_per_example) or self.vs_per_example <= per_example_tol
+        band = self.fd_band if fd_band is None else fd_band
+        return self.vs_grad <= grad_tol and self.vs_fd <= band and per_example_ok
 
 
 class CheckReport(NamedTuple):
@@ -86,8 +94,8 @@ def relative_error(analytic, reference) -> float:
     return 0.0 if scale == 0 else float(np.max(np.abs(a - r)) / scale)
 
 
-def _finite_differences(f, primal, analytic, seed: int, step: float) -> list[float]:
-    """Worst CS231n relative error per leaf over up to FD_SAMPLES central differences per leaf.
+def _fd_estimates(f, primal, seed: int, step: float):
+    """Up to FD_SAMPLES sampled coordinates per leaf and their central differences.
 
     f'(x) ~ (f(x - 2h) - 8 f(x - h) + 8 f(x + h) - f(x + 2h)) / 12h.
     """
@@ -100,7 +108,11 @@ def _finite_differences(f, primal, analytic, seed: int, step: float) -> list[flo
     h = jnp.zeros((len(index), flat.size), flat.dtype).at[np.arange(len(index)), index].set(step)
     f_flat = jax.jit(jax.vmap(lambda v: f(unravel(v))))
     fd = (f_flat(flat - 2 * h) - 8 * f_flat(flat - h) + 8 * f_flat(flat + h) - f_flat(flat + 2 * h)) / (12 * step)
-    fd = np.asarray(fd, np.float64)
+    return picks, np.asarray(fd, np.float64)
+
+
+def _finite_differences(picks, fd, analytic) -> list[float]:
+    """Worst CS231n relative error per leaf over the sampled central differences."""
     errors = []
     for p, fd_leaf, an_leaf in zip(picks, np.split(fd, np.cumsum([len(p) for p in picks])[:-1]), jax.tree.leaves(analytic)):
         an_leaf = np.asarray(an_leaf, np.float64).reshape(-1)
@@ -112,18 +124,31 @@ def _finite_differences(f, primal, analytic, seed: int, step: float) -> list[flo
     return errors
 
 
+_REFERENCES: dict = {}  # memo key -> (plugin, jax.grad reference, finite differences): shared by the variants
+
+
 def compare(subject: str, f: Callable[[Any], jax.Array], primal, analytic, *, smooth: bool, seed: int = 0,
-            per_example=None, reference=None) -> CheckReport:
-    """Check ``analytic`` (a pytree like ``primal``) against ``jax.grad(f)(primal)`` and finite differences."""
-    if reference is None:
-        reference = jax.jit(jax.grad(f))(primal)
+            per_example=None, reference=None, memo=None) -> CheckReport:
+    """Check ``analytic`` (a pytree like ``primal``) against ``jax.grad(f)(primal)`` and finite differences.
+
+    ``memo=(plugin, ...)``: ``f`` and ``primal`` are fixed by that plugin object and the rest of the key, so the
+    reference and the finite differences (two compiles) are computed once and reused, e.g. by every variant.
+    """
+    band, step = (FD_BAND_SMOOTH, FD_STEP_SMOOTH) if smooth else (FD_BAND_KINK, FD_STEP_KINK)
+    key = None if memo is None else (id(memo[0]), subject, seed) + tuple(memo[1:])
+    if key in _REFERENCES:
+        _, reference, estimates = _REFERENCES[key]
+    else:
+        reference = jax.jit(jax.grad(f))(primal) if reference is None else reference
+        estimates = _fd_estimates(f, primal, seed, step)
+        if key is not None:
+            _REFERENCES[key] = (memo[0], reference, estimates)  # holding the plugin keeps its id unique
     paths = [jax.tree_util.keystr(path) for path, _ in jax.tree_util.tree_flatten_with_path(primal)[0]]
     ref_leaves, an_leaves = jax.tree.leaves(reference), jax.tree.leaves(analytic)
     if jax.tree.structure(reference) != jax.tree.structure(analytic):
         return CheckReport(tuple(CheckRow(subject, p or "(all)", math.inf, math.inf, 0.0) for p in paths))
     shapes_match = all(jnp.shape(a) == jnp.shape(r) for a, r in zip(an_leaves, ref_leaves))
-    band, step = (FD_BAND_SMOOTH, FD_STEP_SMOOTH) if smooth else (FD_BAND_KINK, FD_STEP_KINK)
-    fd_errors = _finite_differences(f, primal, analytic, seed, step) if shapes_match else [math.inf] * len(paths)
+    fd_errors = _finite_differences(*estimates, analytic) if shapes_match else [math.inf] * len(paths)
     per_ex = jax.tree.leaves(per_example) if per_example is not None else [None] * len(paths)
     rows = tuple(
         CheckRow(subject, path or "(input)", relative_error(a, r), fd, band,
@@ -137,38 +162,76 @@ def _random(key, shape, scale=1.0):
     return scale * jax.random.normal(key, shape)
 
 
-def _check_activation(name: str, seed: int) -> CheckReport:
+def run_variant(fn, args: tuple, variant: str, *, in_axes: tuple, one_example: bool = False, to_batch=None):
+    """The hand-written ``fn(*args)`` run as ``variant`` says: ``(result, vmap errors or None)``.
+
+    ``in_axes`` marks the arguments with a leading example axis (0) and the shared ones (None).
+    "jit" runs ``jax.jit(fn)``, "nojit" runs ``fn`` eagerly, "vmap" runs ``jax.vmap(fn)`` over the examples
+    and also returns, per output leaf, its relative error against a Python loop over the examples;
+    ``to_batch`` turns those stacked per-example results into the batch result (e.g. sums parameter gradients).
+    ``one_example``: ``fn`` takes a single example, so "jit" and "nojit" loop over the examples too.
+    """
+    if variant not in VARIANTS:
+        raise JaxbpError(f"unknown check variant {variant!r}; known variants: {', '.join(VARIANTS)}")
+    n = next(jax.tree.leaves(a)[0].shape[0] for a, axis in zip(args, in_axes) if axis == 0)
+    example = lambda i: [a if axis is None else jax.tree.map(lambda leaf: leaf[i], a) for a, axis in zip(args, in_axes)]
+    loop = lambda f: jax.tree.map(lambda *xs: jnp.stack(xs), *[f(*example(i)) for i in range(n)])
+    if variant == "vmap":
+        mapped, looped = jax.vmap(fn, in_axes=in_axes)(*args), loop(fn)
+        same = jax.tree.structure(mapped) == jax.tree.structure(looped)
+        errors = [relative_error(m, l) for m, l in zip(jax.tree.leaves(mapped), jax.tree.leaves(looped))] if same else None
+        return (to_batch or (lambda out: out))(mapped), errors or [math.inf] * len(jax.tree.leaves(mapped))
+    run = jax.jit(fn) if variant == "jit" else fn
+    return (loop(run) if one_example else run(*args)), None
+
+
+def _with_vmap_errors(report: CheckReport, errors) -> CheckReport:
+    if errors is None:
+        return report
+    return CheckReport(tuple(row._replace(vs_per_example=e) for row, e in zip(report.rows, itertools.cycle(errors))))
+
+
+def _check_activation(name: str, seed: int, variant: str = "jit") -> CheckReport:
     act = ACTIVATIONS.get(name)
     kz, kg = jax.random.split(jax.random.key(seed))
     z, g = _random(kz, (4, 5), 2.0), _random(kg, (4, 5))
-    analytic = jax.jit(lambda z: act.backward(z, act.forward(z), g))(z)
-    return compare(f"activation:{name}", lambda z: jnp.sum(g * act.forward(z)), z, analytic, smooth=act.smooth, seed=seed)
+    analytic, errors = run_variant(lambda z, g: act.backward(z, act.forward(z), g), (z, g), variant, in_axes=(0, 0))
+    report = compare(f"activation:{name}", lambda z: jnp.sum(g * act.forward(z)), z, analytic, smooth=act.smooth,
+                     seed=seed, memo=(act,))
+    return _with_vmap_errors(report, errors)
 
 
-def _check_loss(name: str, seed: int) -> CheckReport:
+def _check_loss(name: str, seed: int, variant: str = "jit") -> CheckReport:
     loss = LOSSES.get(name)
     kz, ky = jax.random.split(jax.random.key(seed))
     z = _random(kz, (3,), 3.0)
     soft = jax.nn.softmax(_random(ky, (3,)))
+    cases = (("soft", soft), ("one-hot", jax.nn.one_hot(1, 3, dtype=z.dtype)), ("half-weight", 0.5 * soft))
+    ys = jnp.stack([y for _, y in cases])
+    analytic, errors = run_variant(loss.backward, (jnp.broadcast_to(z, ys.shape), ys), variant, in_axes=(0, 0),
+                                   one_example=True)
     reports = [
-        compare(f"loss:{name} ({kind} y)", lambda z, y=y: loss.value(z, y), z, loss.backward(z, y), smooth=loss.smooth,
-                seed=seed)
-        for kind, y in (("soft", soft), ("one-hot", jax.nn.one_hot(1, 3, dtype=z.dtype)), ("half-weight", 0.5 * soft))
+        compare(f"loss:{name} ({kind} y)", lambda z, y=y: loss.value(z, y), z, analytic[i], smooth=loss.smooth,
+                seed=seed, memo=(loss,))
+        for i, (kind, y) in enumerate(cases)
     ]
-    return merge(reports)
+    return _with_vmap_errors(merge(reports), errors)
 
 
-def _check_layer(name: str, seed: int) -> CheckReport:
+def _check_layer(name: str, seed: int, variant: str = "jit") -> CheckReport:
     plugin = LAYERS.get(name)
     layer = plugin.make(**plugin.example)
     rng = np.random.default_rng(seed)
     params = jax.tree.map(lambda p: p + 0.3 * rng.standard_normal(p.shape), layer.init(jax.random.key(seed), 4)[1])
     x = jnp.asarray(rng.standard_normal((5, 4)))
-    y, cache = layer.forward(params, x)
+    y, _ = layer.forward(params, x)
     g = jnp.asarray(rng.standard_normal(y.shape))
-    dparams, dx = layer.backward(params, cache, g)
+    sum_params = lambda out: (jax.tree.map(lambda d: jnp.sum(d, axis=0), out[0]), out[1])  # per-example dparams summed
+    analytic, errors = run_variant(lambda p, x, g: layer.backward(p, layer.forward(p, x)[1], g), (params, x, g),
+                                   variant, in_axes=(None, 0, 0), to_batch=sum_params)
     f = lambda primal: jnp.sum(g * layer.forward(primal[0], primal[1])[0])
-    return compare(f"layer:{name}", f, (params, x), (dparams, dx), smooth=plugin.smooth, seed=seed)
+    report = compare(f"layer:{name}", f, (params, x), analytic, smooth=plugin.smooth, seed=seed, memo=(plugin,))
+    return _with_vmap_errors(report, errors)
 
 
 def example_labels(model: Model, key, n: int):
@@ -181,13 +244,21 @@ def example_labels(model: Model, key, n: int):
         return jax.random.uniform(key, (n, model.d_out))
 
 
-def check_model(model: Model, *, smooth: bool = False, n: int = 8, seed: int = 0, name: str = "network") -> CheckReport:
-    """value_and_grad vs jax.grad(model.loss), finite differences, and mean(per_example_grads), in float64."""
+def check_model(model: Model, *, smooth: bool = False, n: int = 8, seed: int = 0, name: str = "network",
+                params=None, x=None, y=None) -> CheckReport:
+    """value_and_grad vs jax.grad(model.loss), finite differences, and mean(per_example_grads), in float64.
+
+    ``params``, ``x`` and ``y`` not given are drawn from ``seed`` (n examples); given ones are cast to float64.
+    """
     with jax.enable_x64(True):
         kp, ky = jax.random.split(jax.random.key(seed))
         rng = np.random.default_rng(seed)  # host-side draws: no per-shape compiles
-        params = jax.tree.map(lambda p: p + 0.1 * rng.standard_normal(p.shape), model.init(kp))  # biases off zero
-        x, y = jnp.asarray(rng.standard_normal((n, model.d_in))), example_labels(model, ky, n)
+        to64 = lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.asarray(a).dtype, jnp.floating) else jnp.asarray(a)
+        if params is None:
+            params = jax.tree.map(lambda p: p + 0.1 * rng.standard_normal(p.shape), model.init(kp))  # biases off zero
+        params = jax.tree.map(to64, params)
+        x = jnp.asarray(rng.standard_normal((n, model.d_in))) if x is None else to64(x)
+        y = example_labels(model, ky, x.shape[0]) if y is None else to64(y)
 
         @jax.jit
         def evaluate(params):
@@ -217,13 +288,26 @@ def plugin_names() -> dict[str, tuple[str, ...]]:
     return {"activation": ACTIVATIONS.names(), "loss": LOSSES.names(), "layer": LAYERS.names()}
 
 
-def check_plugin(kind: str, name: str, *, seed: int = 0) -> CheckReport:
-    """Check one registered plugin by kind ("activation", "loss", "layer") and name, in float64."""
-    checks = {"activation": _check_activation, "loss": _check_loss, "layer": _check_layer}
-    if kind not in checks:
+CHECKS = {"activation": _check_activation, "loss": _check_loss, "layer": _check_layer}
+
+
+def variants(kind: str) -> tuple[str, ...]:
+    """The variants a kind's check runs under: all of VARIANTS when its check takes ``variant``, else just "jit"."""
+    return VARIANTS if "variant" in inspect.signature(CHECKS[kind]).parameters else ("jit",)
+
+
+def check_plugin(kind: str, name: str, *, seed: int = 0, variant: str = "jit") -> CheckReport:
+    """Check one registered plugin by kind ("activation", "loss", "layer") and name, in float64.
+
+    ``variant`` runs its backward under ``jax.jit`` ("jit"), eagerly ("nojit"), or ``jax.vmap`` over a leading
+    example axis, also compared with a loop over the examples ("vmap").
+    """
+    if kind not in CHECKS:
         raise JaxbpError(f"unknown plugin kind {kind!r}; known kinds: {', '.join(KINDS)}")
+    if variant not in variants(kind):
+        raise JaxbpError(f"{kind} plugins are checked under {', '.join(variants(kind))}, not {variant!r}")
     with jax.enable_x64(True):
-        return checks[kind](name, seed)
+        return CHECKS[kind](name, seed, variant) if len(variants(kind)) > 1 else CHECKS[kind](name, seed)
 
 
 def check_all(*, seed: int = 0) -> CheckReport:

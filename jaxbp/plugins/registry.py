@@ -17,6 +17,7 @@ from ..errors import JaxbpError, UnknownPluginError
 
 ENTRY_POINT_GROUP = "jaxbp.plugins"
 T = TypeVar("T")
+REGISTRIES: dict[str, "Registry"] = {}  # kind -> its registry, filled as each kind's registry is made
 
 
 class Registry(Generic[T]):
@@ -26,6 +27,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.how_to_add = how_to_add
         self._plugins: dict[str, T] = {}
+        REGISTRIES[kind] = self
 
     def register(self, name: str, plugin: T, *, replace: bool = False) -> T:
         if not isinstance(name, str) or not name.isidentifier():
