@@ -17,8 +17,8 @@ import jaxbp
 import jaxbp.testing
 from jaxbp import checking
 
-# jaxbp's own registry, every plugin under every variant: a new plugin (or kind) is checked with no new test
-test_jaxbp_plugins = jaxbp.testing.plugin_tests(package="jaxbp")
+# jaxbp's own registry under the variants (test_plugins.py checks the default, jit): a new plugin or kind joins here
+test_jaxbp_plugins = jaxbp.testing.plugin_tests(package="jaxbp", variants=("nojit", "vmap"))
 
 USER_EP = '''
 import jax

@@ -32,8 +32,11 @@ def _defined_in(plugin, package: str) -> bool:
     return any(m == package or m.startswith(package + ".") for m in modules)
 
 
-def plugin_cases(package: str) -> list[PluginCase]:
-    """Import ``package``, load the ``jaxbp.plugins`` entry points, and list its plugins x their kind's variants."""
+def plugin_cases(package: str, variants=None) -> list[PluginCase]:
+    """Import ``package``, load the ``jaxbp.plugins`` entry points, and list its plugins x their kind's variants.
+
+    ``variants`` (e.g. ``("vmap",)``) keeps only those; by default every variant the plugin's kind supports.
+    """
     try:
         importlib.import_module(package)
     except ImportError as error:
@@ -43,7 +46,7 @@ def plugin_cases(package: str) -> list[PluginCase]:
     cases = [PluginCase(kind, name, variant)
              for kind, names in checking.plugin_names().items()
              for name in names if _defined_in(REGISTRIES[kind].get(name), package)
-             for variant in checking.variants(kind)]
+             for variant in checking.variants(kind) if variants is None or variant in variants]
     if not cases:
         raise JaxbpError(f"{package!r} registers no jaxbp plugins: none of the registered plugins' functions is "
                          f"defined in it. Register them on import or through a 'jaxbp.plugins' entry point")
@@ -55,14 +58,14 @@ def run_case(case: PluginCase) -> None:
     assert_plugin_correct(case.kind, case.name, variants=(case.variant,))
 
 
-def plugin_tests(package: str):
+def plugin_tests(package: str, variants=None):
     """A pytest test function with one case per plugin of ``package`` per variant, ids like ``activation:f[jit]``.
 
     In a test file: ``test_my_plugins = jaxbp.testing.plugin_tests(package="my_package")``.
     """
     import pytest  # only the test run needs it
 
-    cases = plugin_cases(package)
+    cases = plugin_cases(package, variants)
 
     @pytest.mark.parametrize("case", cases, ids=[case.id for case in cases])
     def test_plugin(case):
