@@ -91,7 +91,8 @@ def user_run(tmp_path_factory):
     results = {}
     for case in ET.parse(root / "out.xml").getroot().iter("testcase"):
         failure = case.find("failure")
-        results[case.get("name")] = ("passed", "") if failure is None else ("failed", failure.get("message") + failure.text)
+        text = "" if failure is None else f"{failure.get('message')}\n{failure.text}"
+        results[case.get("name")] = ("passed" if failure is None else "failed", text)
     return results
 
 
@@ -107,7 +108,8 @@ def test_pytest_plugin_is_registered_and_light():
 
 
 def test_correct_plugin_passes_every_variant_with_readable_ids(user_run):
-    assert {"activation:good_swish[jit]", "activation:good_swish[nojit]", "activation:good_swish[vmap]"} <= set(user_run)
+    ids = {"activation:good_swish[jit]", "activation:good_swish[nojit]", "activation:good_swish[vmap]"}
+    assert ids <= set(user_run), sorted(user_run)
     assert outcomes(user_run, "good_swish") == {"jit": "passed", "nojit": "passed", "vmap": "passed"}
 
 

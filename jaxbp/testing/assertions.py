@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import checking
-from ..checking import GRAD_TOL, PER_EXAMPLE_TOL, CheckReport, CheckRow
+from ..checking import GRAD_TOL, PER_EXAMPLE_TOL, CheckReport, to_float64
 from ..errors import JaxbpError
 from ..networks import Model
 
@@ -34,11 +34,6 @@ def _fail_if_bad(report: CheckReport, what: str, *, seed: int, grad_tol: float, 
             f"vs jax.grad <= {grad_tol:.0e}, vs finite differences <= {band}, per-ex <= {per_example_tol:.0e})\n"
             f"{CheckReport(failures)}"
         )
-
-
-def _to64(tree):
-    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.result_type(a), jnp.floating)
-                        else jnp.asarray(a), tree)
 
 
 def assert_plugin_correct(kind: str, name: str, *, variants: Sequence[str] | None = None, seed: int = 0,
@@ -65,7 +60,7 @@ def assert_plugin_correct(kind: str, name: str, *, variants: Sequence[str] | Non
 def assert_model_correct(model: Model, params=None, x=None, y=None, *, seed: int = 0, n: int = 8,
                          smooth: bool = False, grad_tol: float = GRAD_TOL, fd_band: float | None = None,
                          per_example_tol: float = PER_EXAMPLE_TOL, name: str = "network") -> None:
-    """``model.value_and_grad`` equals ``jax.grad(model.loss)``, finite differences and mean(per-example grads).
+    """``model.value_and_grad`` equals ``jax.grad`` of ``model.loss``, finite differences and per-example grads.
 
     Missing ``params``/``x``/``y`` are drawn from ``seed`` (``n`` examples). ``smooth=False`` checks finite
     differences in the kink band (1e-4), right for relu-like networks; pass True for smooth ones (1e-7).
@@ -86,13 +81,13 @@ def assert_backward_matches(forward: Callable, backward: Callable, primal, cotan
     __tracebackhide__ = True
     single = not isinstance(primal, tuple)
     with jax.enable_x64(True):
-        args = _to64((primal,) if single else primal)
+        args = to_float64((primal,) if single else primal)
         out = jax.eval_shape(forward, *args)
         if cotangent is None:
             leaves, tree = jax.tree.flatten(out)
             keys = jax.random.split(jax.random.key(seed), len(leaves))
             cotangent = jax.tree.unflatten(tree, [jax.random.normal(k, o.shape) for k, o in zip(keys, leaves)])
-        cotangent = _to64(cotangent)
+        cotangent = to_float64(cotangent)
         analytic = (jax.jit(backward) if jit else backward)(*args, cotangent)
         analytic = (analytic,) if single else analytic
         f = lambda p: sum(jnp.vdot(c, o) for c, o in zip(jax.tree.leaves(cotangent), jax.tree.leaves(forward(*p))))
@@ -108,7 +103,8 @@ def _signature(args) -> list[tuple[str, str]]:
         weak = " (weak type)" if getattr(leaf, "weak_type", False) else ""
         return f"{np.dtype(leaf.dtype).name}{list(leaf.shape)}{weak}"
 
-    return [(jax.tree_util.keystr(path), describe(leaf)) for path, leaf in jax.tree_util.tree_flatten_with_path(args)[0]]
+    flat = jax.tree_util.tree_flatten_with_path(args)[0]
+    return [(jax.tree_util.keystr(path), describe(leaf)) for path, leaf in flat]
 
 
 def assert_no_retrace(step: Callable, *args, n: int = 3, carry: int = 0) -> None:
