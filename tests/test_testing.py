@@ -181,3 +181,12 @@ def test_bad_input_is_a_clear_error_not_an_assertion():
         jaxbp.testing.plugin_cases("no_such_package_xyz")
     with pytest.raises(jaxbp.JaxbpError, match="registers no jaxbp plugins"):
         jaxbp.testing.plugin_cases("textwrap")
+
+
+def test_tolerances_and_variants_are_arguments(restore_registries):
+    jaxbp.register_activation("half_tanh_grad", forward=jnp.tanh, backward=lambda z, a, g: 0.5 * g * (1 - a**2))
+    with pytest.raises(AssertionError, match=r"half_tanh_grad \[nojit\](.|\n)*\(input\) +5\.0e-01"):
+        jaxbp.testing.assert_plugin_correct("activation", "half_tanh_grad", variants=("nojit",))
+    jaxbp.testing.assert_plugin_correct("activation", "half_tanh_grad", variants=("nojit",), grad_tol=0.6, fd_band=0.6)
+    with pytest.raises(jaxbp.JaxbpError, match="not 'pmap'"):
+        jaxbp.testing.assert_plugin_correct("activation", "tanh", variants=("pmap",))
