@@ -297,6 +297,8 @@ CHECKS = {"activation": _check_activation, "loss": _check_loss, "layer": _check_
 
 def variants(kind: str) -> tuple[str, ...]:
     """The variants a kind's check runs under: all of VARIANTS when its check takes ``variant``, else just "jit"."""
+    if kind not in CHECKS:
+        raise JaxbpError(f"unknown plugin kind {kind!r}; known kinds: {', '.join(CHECKS)}")
     return VARIANTS if "variant" in inspect.signature(CHECKS[kind]).parameters else ("jit",)
 
 
@@ -306,8 +308,6 @@ def check_plugin(kind: str, name: str, *, seed: int = 0, variant: str = "jit") -
     ``variant`` runs its backward under ``jax.jit`` ("jit"), eagerly ("nojit"), or ``jax.vmap`` over a leading
     example axis, also compared with a loop over the examples ("vmap").
     """
-    if kind not in CHECKS:
-        raise JaxbpError(f"unknown plugin kind {kind!r}; known kinds: {', '.join(KINDS)}")
     if variant not in variants(kind):
         raise JaxbpError(f"{kind} plugins are checked under {', '.join(variants(kind))}, not {variant!r}")
     with jax.enable_x64(True):

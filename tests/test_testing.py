@@ -177,6 +177,8 @@ def test_model_correct_and_a_planted_bug_names_the_leaf():
 def test_bad_input_is_a_clear_error_not_an_assertion():
     with pytest.raises(jaxbp.UnknownPluginError, match="known activations"):
         jaxbp.testing.assert_plugin_correct("activation", "no_such_plugin")
+    with pytest.raises(jaxbp.JaxbpError, match="known kinds: activation, loss, layer"):
+        jaxbp.testing.assert_plugin_correct("optimizer", "sgd")
     with pytest.raises(jaxbp.JaxbpError, match="PYTHONPATH"):
         jaxbp.testing.plugin_cases("no_such_package_xyz")
     with pytest.raises(jaxbp.JaxbpError, match="registers no jaxbp plugins"):
