@@ -23,6 +23,7 @@ from .errors import JaxbpError
 from .plugins.layers import LAYERS
 from .plugins.losses import LOSSES
 from .networks import Model, mlp
+from .variants import VARIANTS, run_variant, to_float64
 
 GRAD_TOL = 1e-10  # vs jax.grad, float64
 FD_BAND_SMOOTH = 1e-7  # CS231n: relative error <= 1e-7 where the function is smooth
@@ -34,7 +35,6 @@ FD_SAMPLES = 6  # coordinates sampled per leaf
 FD_FLOOR = 1e-5  # below this times the leaf's max |gradient|, the FD ratio is taken against the floor
 # (the stencil's rounding error, ~1e-13, would otherwise make an exact zero look like a 100% error)
 KINDS = ("activation", "loss", "layer")
-VARIANTS = ("jit", "nojit", "vmap")  # how a plugin's backward runs: under jax.jit, eagerly, jax.vmap over examples
 
 
 class CheckRow(NamedTuple):
@@ -158,41 +158,17 @@ def compare(subject: str, f: Callable[[Any], jax.Array], primal, analytic, *, sm
     return CheckReport(rows)
 
 
-def to_float64(tree):
-    """Floating leaves cast to float64 (call inside ``jax.enable_x64(True)``); ints, e.g. labels, kept."""
-    return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.result_type(a), jnp.floating)
-                        else jnp.asarray(a), tree)
-
-
 def _random(key, shape, scale=1.0):
     return scale * jax.random.normal(key, shape)
 
 
-def run_variant(fn, args: tuple, variant: str, *, in_axes: tuple, one_example: bool = False, to_batch=None):
-    """The hand-written ``fn(*args)`` run as ``variant`` says: ``(result, vmap errors or None)``.
-
-    ``in_axes`` marks the arguments with a leading example axis (0) and the shared ones (None).
-    "jit" runs ``jax.jit(fn)``, "nojit" runs ``fn`` eagerly, "vmap" runs ``jax.vmap(fn)`` over the examples
-    and also returns, per output leaf, its relative error against a Python loop over the examples;
-    ``to_batch`` turns those stacked per-example results into the batch result (e.g. sums parameter gradients).
-    ``one_example``: ``fn`` takes a single example, so "jit" and "nojit" loop over the examples too.
-    """
-    n = next(jax.tree.leaves(a)[0].shape[0] for a, axis in zip(args, in_axes) if axis == 0)
-    example = lambda i: [a if axis is None else jax.tree.map(lambda leaf: leaf[i], a) for a, axis in zip(args, in_axes)]
-    loop = lambda f: jax.tree.map(lambda *xs: jnp.stack(xs), *[f(*example(i)) for i in range(n)])
-    if variant == "vmap":
-        mapped, looped = jax.vmap(fn, in_axes=in_axes)(*args), loop(fn)
-        errors = [relative_error(m, l) for m, l in zip(jax.tree.leaves(mapped), jax.tree.leaves(looped))]
-        if jax.tree.structure(mapped) != jax.tree.structure(looped):
-            errors = [math.inf] * len(jax.tree.leaves(mapped))
-        return (to_batch or (lambda out: out))(mapped), errors
-    run = jax.jit(fn) if variant == "jit" else fn
-    return (loop(run) if one_example else run(*args)), None
-
-
-def _with_vmap_errors(report: CheckReport, errors) -> CheckReport:
-    if errors is None:
+def _with_vmap_errors(report: CheckReport, mapped, looped) -> CheckReport:
+    """Under "vmap", each row's per-ex column is jax.vmap's result against the loop over examples."""
+    if looped is None:
         return report
+    errors = [relative_error(m, l) for m, l in zip(jax.tree.leaves(mapped), jax.tree.leaves(looped))]
+    if jax.tree.structure(mapped) != jax.tree.structure(looped):
+        errors = [math.inf] * len(report.rows)
     return CheckReport(tuple(row._replace(vs_per_example=e) for row, e in zip(report.rows, itertools.cycle(errors))))
 
 
@@ -200,10 +176,10 @@ def _check_activation(name: str, seed: int, variant: str = "jit") -> CheckReport
     act = ACTIVATIONS.get(name)
     kz, kg = jax.random.split(jax.random.key(seed))
     z, g = _random(kz, (4, 5), 2.0), _random(kg, (4, 5))
-    analytic, errors = run_variant(lambda z, g: act.backward(z, act.forward(z), g), (z, g), variant, in_axes=(0, 0))
+    analytic, looped = run_variant(lambda z, g: act.backward(z, act.forward(z), g), (z, g), variant, in_axes=(0, 0))
     report = compare(f"activation:{name}", lambda z: jnp.sum(g * act.forward(z)), z, analytic, smooth=act.smooth,
                      seed=seed, memo=(act,))
-    return _with_vmap_errors(report, errors)
+    return _with_vmap_errors(report, analytic, looped)
 
 
 def _check_loss(name: str, seed: int, variant: str = "jit") -> CheckReport:
@@ -213,14 +189,14 @@ def _check_loss(name: str, seed: int, variant: str = "jit") -> CheckReport:
     soft = jax.nn.softmax(_random(ky, (3,)))
     cases = (("soft", soft), ("one-hot", jax.nn.one_hot(1, 3, dtype=z.dtype)), ("half-weight", 0.5 * soft))
     ys = jnp.stack([y for _, y in cases])
-    analytic, errors = run_variant(loss.backward, (jnp.broadcast_to(z, ys.shape), ys), variant, in_axes=(0, 0),
+    analytic, looped = run_variant(loss.backward, (jnp.broadcast_to(z, ys.shape), ys), variant, in_axes=(0, 0),
                                    one_example=True)
     reports = [
         compare(f"loss:{name} ({kind} y)", lambda z, y=y: loss.value(z, y), z, analytic[i], smooth=loss.smooth,
                 seed=seed, memo=(loss,))
         for i, (kind, y) in enumerate(cases)
     ]
-    return _with_vmap_errors(merge(reports), errors)
+    return _with_vmap_errors(merge(reports), analytic, looped)
 
 
 def _check_layer(name: str, seed: int, variant: str = "jit") -> CheckReport:
@@ -231,12 +207,12 @@ def _check_layer(name: str, seed: int, variant: str = "jit") -> CheckReport:
     x = jnp.asarray(rng.standard_normal((5, 4)))
     y, _ = layer.forward(params, x)
     g = jnp.asarray(rng.standard_normal(y.shape))
-    sum_params = lambda out: (jax.tree.map(lambda d: jnp.sum(d, axis=0), out[0]), out[1])  # per-example dparams summed
-    analytic, errors = run_variant(lambda p, x, g: layer.backward(p, layer.forward(p, x)[1], g), (params, x, g),
-                                   variant, in_axes=(None, 0, 0), to_batch=sum_params)
+    out, looped = run_variant(lambda p, x, g: layer.backward(p, layer.forward(p, x)[1], g), (params, x, g), variant,
+                              in_axes=(None, 0, 0))
+    analytic = out if looped is None else (jax.tree.map(lambda d: jnp.sum(d, axis=0), out[0]), out[1])  # sum dparams
     f = lambda primal: jnp.sum(g * layer.forward(primal[0], primal[1])[0])
     report = compare(f"layer:{name}", f, (params, x), analytic, smooth=plugin.smooth, seed=seed, memo=(plugin,))
-    return _with_vmap_errors(report, errors)
+    return _with_vmap_errors(report, out, looped)
 
 
 def example_labels(model: Model, key, n: int):

@@ -13,9 +13,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .. import checking
-from ..checking import GRAD_TOL, PER_EXAMPLE_TOL, CheckReport, to_float64
+from ..checking import GRAD_TOL, PER_EXAMPLE_TOL, CheckReport
 from ..errors import JaxbpError
 from ..networks import Model
+from ..variants import to_float64
 
 _VARIANT_WORDS = {"jit": "under jax.jit", "nojit": "eagerly, without jax.jit",
                   "vmap": "under jax.vmap over a leading batch axis"}  # the variant named in every failure
