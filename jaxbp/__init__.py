@@ -9,9 +9,12 @@ from .checking import plugin_names as plugin_names
 from .errors import CheckpointError as CheckpointError
 from .errors import ConfigError as ConfigError
 from .errors import DataError as DataError
+from .errors import DivergenceError as DivergenceError
 from .errors import JaxbpError as JaxbpError
 from .errors import MissingExtraError as MissingExtraError
+from .errors import RunFolderError as RunFolderError
 from .errors import ShapeError as ShapeError
+from .errors import Terminated as Terminated
 from .errors import UnknownPluginError as UnknownPluginError
 from .inference import LoadedRun as LoadedRun
 from .inference import load_run as load_run

@@ -23,7 +23,7 @@ from .errors import JaxbpError
 from .plugins.layers import LAYERS
 from .plugins.losses import LOSSES
 from .networks import Model, mlp
-from .variants import VARIANTS, run_variant, to_float64
+from .variants import VARIANTS, guarded, run_variant, to_float64
 
 GRAD_TOL = 1e-10  # vs jax.grad, float64
 FD_BAND_SMOOTH = 1e-7  # CS231n: relative error <= 1e-7 where the function is smooth
@@ -286,12 +286,15 @@ def check_plugin(kind: str, name: str, *, seed: int = 0, variant: str = "jit") -
     """
     if variant not in variants(kind):
         raise JaxbpError(f"{kind} plugins are checked under {', '.join(variants(kind))}, not {variant!r}")
+    {"activation": ACTIVATIONS, "loss": LOSSES, "layer": LAYERS}[kind].get(name)  # an unknown name raises
     with jax.enable_x64(True):
-        return CHECKS[kind](name, seed, variant) if len(variants(kind)) > 1 else CHECKS[kind](name, seed)
+        args = (name, seed, variant) if len(variants(kind)) > 1 else (name, seed)
+        return guarded(f"{kind}:{name}", CHECKS[kind], *args)
 
 
 def check_all(*, seed: int = 0) -> CheckReport:
     """Every registered plugin, then the network suite."""
     reports = [check_plugin(kind, name, seed=seed) for kind, names in plugin_names().items() for name in names]
-    reports += [check_model(model, smooth=smooth, seed=seed, name=name) for name, model, smooth in network_suite()]
+    reports += [guarded(name, check_model, model, smooth=smooth, seed=seed, name=name)
+                for name, model, smooth in network_suite()]
     return merge(reports)

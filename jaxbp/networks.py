@@ -7,6 +7,7 @@ The per-example form is the notes' single-point rule ``dw = (a - y) x^T``, vmapp
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -15,7 +16,7 @@ import jax.numpy as jnp
 from .errors import ConfigError, ShapeError
 from .plugins.layers import Layer, dense
 from .plugins.losses import get_loss
-from .validate import check_batch, check_inputs
+from .validate import check_batch, check_inputs, check_params, widths
 
 Params = Any  # a list with one pytree per layer
 
@@ -61,8 +62,7 @@ def network(d_in: int, layers: Sequence[Layer], loss: str) -> Model:
         return params
 
     def forward(params, x):
-        if len(params) != len(layers):
-            raise ShapeError(f"params has {len(params)} entries but the network has {len(layers)} layers; use model.init")
+        check_params(params, expected(), d_in)  # shapes only: free at trace time
         caches = []
         for layer, p in zip(layers, params):
             x, cache = layer.forward(p, x)
@@ -75,6 +75,8 @@ def network(d_in: int, layers: Sequence[Layer], loss: str) -> Model:
             g, dz = layer.backward(p, cache, dz)  # chain rule, one layer back
             grads.append(g)
         return grads[::-1]
+
+    expected = functools.cache(lambda: jax.eval_shape(init, jax.random.key(0)))  # the params' shapes, made once
 
     def targets(y):
         return loss.encode(y, d_out)
@@ -124,10 +126,11 @@ def network(d_in: int, layers: Sequence[Layer], loss: str) -> Model:
 
 def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: str = "softmax_cross_entropy") -> Model:
     """A multi-layer perceptron ``sizes = [d, h1, ..., k]``; ``activation`` is one name or one per hidden layer."""
-    sizes = list(sizes)
-    if len(sizes) < 2 or not all(isinstance(s, int) and s > 0 for s in sizes):
-        raise ConfigError(f"sizes must be >= 2 positive ints [d_in, hidden..., d_out], got {sizes!r}")
+    sizes = widths(sizes)
     hidden = len(sizes) - 2
+    if activation is None or not isinstance(activation, (str, Sequence)):
+        raise ConfigError(f"activation must be a name such as 'relu' or a list of names, one per hidden layer; "
+                          f"got {activation!r}")
     activations = [activation] * hidden if isinstance(activation, str) else list(activation)
     if len(activations) != hidden:
         raise ConfigError(

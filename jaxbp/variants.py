@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
@@ -29,3 +31,14 @@ def to_float64(tree):
     """Floating leaves cast to float64 (call inside ``jax.enable_x64(True)``); ints, e.g. labels, kept."""
     return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.result_type(a), jnp.floating)
                         else jnp.asarray(a), tree)
+
+
+def guarded(subject: str, check, *args, **kwargs):
+    """``check(*args)``; a plugin that raises (a bug, a wrong signature) is one failed row naming the exception."""
+    try:
+        return check(*args, **kwargs)
+    except Exception as error:  # any exception of user code is the finding, not a crash
+        from .checking import CheckReport, CheckRow  # checking imports this module
+
+        text = f"raised {type(error).__name__}: {error}".splitlines()[0][:300]
+        return CheckReport((CheckRow(subject, text, math.inf, math.inf, 0.0),))  # inf: never ok

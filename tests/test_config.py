@@ -83,7 +83,7 @@ def test_every_optimizer_and_schedule_is_accepted_with_its_arguments():
     (["train.epochs=0"], "train.epochs must be >= 1; got 0"),
     (["train.replicas=0"], "train.replicas must be >= 1"),
     (["model.hidden=[64, 0]"], "model.hidden must list positive layer widths"),
-    (["optimizer.learning_rate=-0.1"], "optimizer.learning_rate must be a number > 0"),
+    (["optimizer.learning_rate=-0.1"], "optimizer.learning_rate must be a number in (0, 1e+06]"),
     (["optimizer.learning_rate=[]"], "optimizer.learning_rate must be a number > 0 or a non-empty list"),
     (["optimizer.learning_rate=[0.1, 0.2]", "train.replicas=3"], "lists 2 rates, one replica each, but train.replicas"),
 ])

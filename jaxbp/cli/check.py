@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from .. import checking
+from ..variants import guarded  # a network whose plugin raises is a failed row, not a crash
 from ..plugins.registry import load_entry_points
 from ..plugins.user import load_plugins
 from .options import add_plugins
@@ -27,7 +28,7 @@ def run(args) -> int:
         for kind, names in checking.plugin_names().items() if kind in kinds for name in names
     ]
     if "network" in kinds:
-        reports += [checking.check_model(model, smooth=smooth, seed=args.seed, name=name)
+        reports += [guarded(name, checking.check_model, model, smooth=smooth, seed=args.seed, name=name)
                     for name, model, smooth in checking.network_suite()]
     report = checking.merge(reports)
     shown = checking.CheckReport(report.failures) if args.failures_only else report

@@ -11,7 +11,7 @@ import importlib
 import os
 import sys
 
-from ..errors import JaxbpError
+from ..errors import JaxbpError, Terminated
 
 COMMANDS = {
     "check": ("jaxbp.cli.check", "prove every registered plugin and a suite of networks equal to jax.grad"),
@@ -39,10 +39,11 @@ def main(argv=None) -> int:
         return args.run(args)
     except JaxbpError as error:
         print(f"jaxbp: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("jaxbp: interrupted", file=sys.stderr)
-        return 130
+        return error.exit_code  # 2; 3 when training diverged
+    except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (a cluster's notice): the finished epochs are saved
+        terminated = isinstance(interrupt, Terminated)
+        print(f"jaxbp: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return 143 if terminated else 130
     except BrokenPipeError:  # e.g. `jaxbp train | head`: the reader left; stay quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1

@@ -24,7 +24,9 @@ from . import synthetic as _synthetic
 from .preprocess import Standardize, encode_labels
 from .preprocess import check_finite as _check_finite
 from .table import is_table, read_table
+from ..archive import read_npz
 from ..errors import ConfigError, DataError, MissingExtraError, UnknownPluginError
+from .checks import check_memory
 
 _EXTRA = "pip install 'jaxbp[data]'"
 _REAL = {"iris": 3, "digits": 10, "mnist5k": 10}  # name -> number of classes
@@ -175,6 +177,7 @@ def _load_synthetic(name: str, key: jax.Array, n, noise, options: dict):
     n = default_n if n is None else n
     k = int(options.get("classes", 2))
     _check_n(name, n, k)
+    check_memory(name, int(n), 2)
     x, y = generate(key, int(n), float(noise), **options)
     return x, y, k
 
@@ -237,17 +240,11 @@ def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
     fix = "save it with np.savez(path, x=x, y=y), x of shape (n, d) floats and y of shape (n,) int or string labels"
     if not os.path.isfile(path):
         raise DataError(f"no such file: {path!r}; check the path ({fix})")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            missing = [key for key in ("x", "y") if key not in archive.files]
-            if missing:
-                has = ", ".join(archive.files) or "none"
-                raise DataError(f"{path} lacks array(s) {', '.join(missing)} (has: {has}); {fix}")
-            x, y = archive["x"], archive["y"]
-    except DataError:
-        raise
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read {path} as an .npz archive ({err}); {fix}") from None
+    arrays = read_npz(path, DataError, fix)
+    missing = [key for key in ("x", "y") if key not in arrays]
+    if missing:
+        raise DataError(f"{path} lacks array(s) {', '.join(missing)} (has: {', '.join(arrays) or 'none'}); {fix}")
+    x, y = arrays["x"], arrays["y"]
     if x.ndim != 2:
         raise DataError(f"x in {path} must have rank 2 (n, d); got shape {x.shape} (reshape 1-D x to (n, 1)); {fix}")
     if y.ndim != 1:

@@ -12,7 +12,8 @@ from typing import Callable, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from .registry import Registry
+from ..errors import ConfigError, did_you_mean
+from .registry import Registry, require_callable
 
 
 class Activation(NamedTuple):
@@ -34,7 +35,9 @@ ACTIVATIONS: Registry[Activation] = Registry("activation", "jaxbp.register_activ
 def register_activation(name, *, forward, backward, smooth=True, init="glorot", replace=False) -> Activation:
     """Register ``forward(z)`` and ``backward(z, a, g) -> g * da/dz`` (a VJP) under ``name``."""
     if init not in ("he", "glorot"):
-        raise ValueError(f"init must be 'he' or 'glorot', got {init!r}")
+        raise ConfigError(f"activation {name!r}: init must be 'he' (relu-like) or 'glorot' (others), got "
+                          f"{init!r}{did_you_mean(init, ('he', 'glorot'))}")
+    require_callable(name, forward=forward, backward=backward)
     return ACTIVATIONS.register(name, Activation(forward, backward, smooth, init), replace=replace)
 
 

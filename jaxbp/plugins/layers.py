@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from .activations import get_activation
 from ..errors import ConfigError
-from .registry import Registry
+from .registry import Registry, require_callable
 
 
 class Layer(NamedTuple):
@@ -38,6 +38,7 @@ LAYERS: Registry[LayerPlugin] = Registry("layer", "jaxbp.register_layer(name, ma
 def register_layer(name: str, make: Callable[..., Layer], *, example: dict, smooth: bool = True,
                    replace: bool = False) -> LayerPlugin:
     """Register a layer factory; ``make(**example)`` is what ``check_plugin('layer', name)`` verifies."""
+    require_callable(name, make=make)
     return LAYERS.register(name, LayerPlugin(make, dict(example), smooth), replace=replace)
 
 
@@ -52,8 +53,9 @@ def _batch_axes(x) -> tuple[int, ...]:
 
 def dense(features: int, activation: str = "identity") -> Layer:
     """a = act(z), z = w x + b with w of shape (features, d_in): the notes' layer A = a(XW + b)."""
-    if not isinstance(features, int) or features < 1:
+    if isinstance(features, bool) or not hasattr(features, "__index__") or features < 1:
         raise ConfigError(f"dense features must be a positive int, got {features!r}")
+    features = int(features)  # numpy ints too
     act = get_activation(activation)
 
     def init(key, d_in):

@@ -14,8 +14,8 @@ import jax
 import jax.numpy as jnp
 
 from ..errors import ShapeError
-from .registry import Registry
-from ..validate import check_int_labels, check_shape
+from .registry import Registry, require_callable
+from ..validate import check_int_labels, check_range, check_shape
 
 
 def float_targets(y, k: int) -> jax.Array:
@@ -42,6 +42,7 @@ LOSSES: Registry[Loss] = Registry("loss", "jaxbp.register_loss(name, value=..., 
 
 def register_loss(name, *, value, backward, link=None, encode=None, smooth=True, replace=False) -> Loss:
     """Register a per-example loss: ``value(z, y) -> scalar``, ``backward(z, y) -> dJ/dz``."""
+    require_callable(name, value=value, backward=backward, link=link or (lambda z: z), encode=encode or float_targets)
     loss = Loss(value, backward, link or (lambda z: z), encode or float_targets, smooth)
     return LOSSES.register(name, loss, replace=replace)
 
@@ -58,7 +59,9 @@ def _class_targets(y, k: int) -> jax.Array:
         return jax.nn.one_hot(y, k, dtype=jnp.result_type(float))
     if y.ndim == 1:
         raise ShapeError(f"softmax_cross_entropy labels of shape {y.shape} must be ints 0..{k - 1}, got dtype {y.dtype}")
-    return float_targets(y, k)
+    targets = float_targets(y, k)
+    check_range("softmax_cross_entropy target", targets, 0.0, jnp.inf, "class weights must be >= 0 (soft labels)")
+    return targets
 
 
 def _binary_targets(y, k: int) -> jax.Array:
@@ -68,7 +71,9 @@ def _binary_targets(y, k: int) -> jax.Array:
         y = y[:, None]
     if jnp.issubdtype(y.dtype, jnp.integer):
         check_int_labels(y, 2)
-    return float_targets(y, k)
+    targets = float_targets(y, k)
+    check_range("binary_cross_entropy target", targets, 0.0, 1.0, "targets are probabilities in [0, 1]")
+    return targets
 
 
 register_loss(

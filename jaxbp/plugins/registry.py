@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.metadata
 from typing import Generic, TypeVar
 
-from ..errors import JaxbpError, UnknownPluginError
+from ..errors import ConfigError, JaxbpError, UnknownPluginError, did_you_mean
 
 ENTRY_POINT_GROUP = "jaxbp.plugins"
 T = TypeVar("T")
@@ -48,10 +48,11 @@ class Registry(Generic[T]):
         if name not in self._plugins:
             load_entry_points()
         if name not in self._plugins:
+            plural = self.kind + ("es" if self.kind.endswith("s") else "s")
             raise UnknownPluginError(
-                f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.names())}. "
+                f"unknown {self.kind} {name!r}; known {plural}: {', '.join(self.names())}. "
                 f"Add one with {self.how_to_add}, or on the command line with --plugins my_plugins.py "
-                f"(a module or file that registers it)"
+                f"(a module or file that registers it)." + did_you_mean(name, self.names())
             )
         return self._plugins[name]
 
@@ -61,6 +62,14 @@ class Registry(Generic[T]):
 
     def __contains__(self, name: object) -> bool:
         return name in self._plugins
+
+
+def require_callable(name: str, **functions) -> None:
+    """A plugin's functions must be callable: refuse at registration, not at the first trace."""
+    for role, function in functions.items():
+        if not callable(function):
+            raise ConfigError(f"plugin {name!r}: {role} must be a function, got {function!r} "
+                              f"({type(function).__name__})")
 
 
 _loaded_entry_points: set[str] = set()

@@ -8,15 +8,16 @@ and every leaf's name, shape and dtype must match it, or ``CheckpointError`` say
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
-import zipfile
 from typing import Any, NamedTuple
 
 import jax
 import numpy as np
 
+from .. import archive
 from ..errors import CheckpointError
 
 FORMAT = "jaxbp-checkpoint"
@@ -68,7 +69,8 @@ def save_trees(path: str, trees: dict, meta: dict) -> None:
     arrays = {}
     for prefix, tree in trees.items():
         arrays.update({name: np.asarray(leaf) for name, leaf in named_leaves(prefix, tree).items()})
-    arrays["meta"] = np.array(json.dumps({"format": FORMAT, "version": VERSION, **meta}))
+    sums = archive.checksums(arrays)  # per array: catches what the zip CRC misses
+    arrays["meta"] = np.array(json.dumps({"format": FORMAT, "version": VERSION, **meta, "sha256": sums}))
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     write_atomic(path, buffer.getvalue())
@@ -79,15 +81,10 @@ def load_trees(path: str, templates: dict) -> tuple[dict, dict]:
     fix = "restart the run (jaxbp train --out NEW_DIR) or restore the file from a backup"
     if not os.path.isfile(path):
         raise CheckpointError(f"no checkpoint at {path}; is this a jaxbp run folder? ({fix})")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            stored = {name: archive[name] for name in archive.files}
-        meta = json.loads(str(stored.pop("meta")))
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
-        raise CheckpointError(f"checkpoint {path} is corrupt or not a jaxbp checkpoint ({type(error).__name__}: "
-                              f"{error}); {fix}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise CheckpointError(f"{path} is not a {FORMAT} version {VERSION} file; {fix}")
+    stored = archive.read_npz(path, CheckpointError, fix, "a jaxbp checkpoint")
+    meta = _meta(path, stored.pop("meta", None), fix)
+    if "sha256" in meta:
+        archive.verify(path, stored, meta["sha256"], CheckpointError, fix)
     trees = {}
     for prefix, template in templates.items():
         leaves, treedef = jax.tree_util.tree_flatten(template)
@@ -103,6 +100,22 @@ def load_trees(path: str, templates: dict) -> tuple[dict, dict]:
     return trees, meta
 
 
+def _meta(path: str, stored, fix: str) -> dict:
+    try:
+        meta = json.loads(str(stored)) if stored is not None and stored.shape == () else None
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint {path} has damaged metadata ({error}); {fix}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise CheckpointError(f"{path} is not a {FORMAT} version {VERSION} file; {fix}")
+    return meta
+
+
+def read_meta(path: str) -> dict:
+    """The metadata of the checkpoint or params file at ``path`` (step, epoch, config fingerprint...)."""
+    fix = "restore the file from a backup or restart the run"
+    return _meta(path, archive.read_npz(path, CheckpointError, fix).get("meta"), fix)
+
+
 def _leaf(path: str, stored: dict, name: str, template) -> np.ndarray:
     if name not in stored:
         raise CheckpointError(f"{path} lacks leaf {name!r} ({len(stored)} leaves stored): it was written for "
@@ -116,15 +129,22 @@ def _leaf(path: str, stored: dict, name: str, template) -> np.ndarray:
     return value
 
 
-def save_checkpoint(path: str, ckpt: Checkpoint) -> None:
-    """Params, optimizer state, step, epoch and run key (as ``jax.random.key_data``), atomically."""
-    meta = {"step": int(ckpt.step), "epoch": int(ckpt.epoch), "key_impl": str(jax.random.key_impl(ckpt.key))}
+def save_checkpoint(path: str, ckpt: Checkpoint, extra: dict | None = None) -> None:
+    """Params, optimizer state, step, epoch and run key (as ``jax.random.key_data``), atomically; ``extra``
+    goes into the metadata (the run's config and its fingerprint)."""
+    meta = {"step": int(ckpt.step), "epoch": int(ckpt.epoch), "key_impl": str(jax.random.key_impl(ckpt.key)),
+            **(extra or {})}
     save_trees(path, {"params": ckpt.params, "opt_state": ckpt.opt_state, "key": jax.random.key_data(ckpt.key)}, meta)
+
+
+@functools.lru_cache(maxsize=8)
+def _key_data_shape(shape: tuple, dtype) -> jax.ShapeDtypeStruct:
+    return jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(shape, dtype))
 
 
 def load_checkpoint(path: str, params, opt_state, key) -> Checkpoint:
     """Load into the structure of templates ``params``, ``opt_state`` and ``key`` (arrays or shape structs)."""
-    key_data = jax.eval_shape(jax.random.key_data, key)
+    key_data = _key_data_shape(tuple(key.shape), key.dtype)
     trees, meta = load_trees(path, {"params": params, "opt_state": opt_state, "key": key_data})
     try:
         key = jax.random.wrap_key_data(trees["key"], impl=meta["key_impl"])

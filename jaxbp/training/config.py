@@ -21,7 +21,8 @@ import tomllib
 import optax
 import tomli_w
 
-from ..errors import ConfigError
+from ..errors import ConfigError, did_you_mean
+from .limits import check_ranges
 
 # section -> key -> (default, kind); a kind is "int", "float", "bool", "str", "ints", "strs", "floats" or "a|b"
 SCHEMA = {
@@ -37,6 +38,7 @@ SCHEMA = {
     "train": {
         "epochs": (60, "int"), "batch_size": (32, "int"), "seed": (0, "int"), "replicas": (1, "int"),
         "per_example": (False, "bool"), "checkpoint_every": (10, "int"), "plots": (True, "bool"),
+        "on_nonfinite": ("stop", "str"),  # a NaN/Inf loss or params: stop (keeping the last finite checkpoint) or continue
     },
 }
 # optimizer name -> (optax factory, its arguments with defaults); momentum 0 means none
@@ -123,7 +125,8 @@ def known_keys(section: str, table: dict) -> dict:
 def _resolve(raw: dict) -> dict:
     unknown = sorted(set(raw) - set(SCHEMA))
     if unknown:
-        raise ConfigError(f"unknown config section(s) {', '.join(unknown)}; known sections: {', '.join(SCHEMA)}")
+        raise ConfigError(f"unknown config section(s) {', '.join(unknown)}; known sections: {', '.join(SCHEMA)}."
+                          + did_you_mean(unknown[0], SCHEMA))
     config = {}
     for section in SCHEMA:
         table = raw.get(section, {})
@@ -133,7 +136,7 @@ def _resolve(raw: dict) -> dict:
         extra = sorted(set(table) - set(keys))
         if extra:
             raise ConfigError(f"unknown key(s) {', '.join(f'{section}.{k}' for k in extra)}; "
-                              f"known keys of [{section}]: {', '.join(keys)}")
+                              f"known keys of [{section}]: {', '.join(keys)}." + did_you_mean(extra[0], keys))
         config[section] = {key: default if table.get(key) is None else _coerce(f"{section}.{key}", table[key], kind)
                            for key, (default, kind) in keys.items()}
     _check_values(config)
@@ -159,7 +162,7 @@ def _coerce(where: str, value, kind: str):
 
 def _check_choice(where: str, name: str, known) -> None:
     if name not in known:
-        raise ConfigError(f"unknown {where} {name!r}; known: {', '.join(known)}")
+        raise ConfigError(f"unknown {where} {name!r}; known: {', '.join(known)}." + did_you_mean(name, known))
 
 
 def _check_values(config: dict) -> None:
@@ -170,7 +173,7 @@ def _check_values(config: dict) -> None:
         data["name"] = os.path.abspath(data["name"])  # the resolved config works from any folder
     elif data["name"] not in datasets.names():
         raise ConfigError(f"unknown data.name {data['name']!r}; known datasets: {', '.join(datasets.names())}, "
-                          f"or a path ending in .npz, .csv or .tsv")
+                          f"or a path ending in .npz, .csv or .tsv." + did_you_mean(data["name"], datasets.names()))
     if data["label_column"] is not None and not data["name"].lower().endswith((".csv", ".tsv")):
         raise ConfigError(f"data.label_column names the label column of a .csv/.tsv file; {data['name']!r} has "
                           f"none: drop data.label_column")
@@ -179,9 +182,11 @@ def _check_values(config: dict) -> None:
             raise ConfigError(f"train.{key} must be >= {low}; got {train[key]}")
     if any(h < 1 for h in config["model"]["hidden"]):
         raise ConfigError(f"model.hidden must list positive layer widths; got {config['model']['hidden']}")
+    _check_choice("train.on_nonfinite", train["on_nonfinite"], ("stop", "continue"))
     rates = learning_rates(opt)
-    if not rates or any(not rate > 0 for rate in rates):
+    if not rates:
         raise ConfigError(f"optimizer.learning_rate must be a number > 0 or a non-empty list of them; got {rates}")
+    check_ranges(opt)
     if isinstance(opt["learning_rate"], list) and train["replicas"] not in (1, len(rates)):
         raise ConfigError(f"optimizer.learning_rate lists {len(rates)} rates, one replica each, but train.replicas = "
                           f"{train['replicas']}: set train.replicas = 1 (same initial weights for every rate) "

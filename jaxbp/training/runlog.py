@@ -15,7 +15,9 @@ import sys
 import numpy as np
 from tqdm import tqdm
 
+from . import guard as _guard
 from .checkpoint import write_atomic
+from .lock import LOCK
 from ..errors import CheckpointError, ConfigError
 
 CONFIG, METRICS, SUMMARY, PARAMS, CHECKPOINT, LOG = (
@@ -31,7 +33,7 @@ def prepare_run_dir(path, overwrite: bool) -> str:
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(f"--out {path} is a file, not a folder; pick a folder path for the run")
-    if os.path.isdir(path) and os.listdir(path):
+    if os.path.isdir(path) and set(os.listdir(path)) - {LOCK}:  # the run's own lock is not a file of a run
         if not overwrite:
             raise ConfigError(f"run folder {path} already exists and is not empty; pick another --out, continue it "
                               f"with --resume {path}, or pass --overwrite to replace its run files")
@@ -52,19 +54,27 @@ def check_run_dir(path) -> str:
     return path
 
 
-def read_metrics(path: str, upto_epoch: int) -> list[dict]:
-    """The rows of metrics.jsonl up to ``upto_epoch`` (rows after a checkpoint are dropped on resume)."""
+def read_metrics(path: str, upto_epoch: int, notes: list | None = None) -> list[dict]:
+    """The rows of metrics.jsonl up to ``upto_epoch`` (rows after a checkpoint are dropped on resume; so is a
+    last line torn by a kill, once the rows up to the checkpoint are complete, with a note)."""
     rows = []
     if os.path.isfile(path):
-        with open(path, encoding="utf-8") as file:
-            for number, line in enumerate(file, 1):
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
-                    raise CheckpointError(f"{path} line {number} is not JSON; delete the broken line(s) and resume "
-                                          f"again") from None
-                if row["epoch"] <= upto_epoch:
-                    rows.append(row)
+        with open(path, encoding="utf-8", errors="replace") as file:
+            lines = file.readlines()
+        for number, line in enumerate(lines, 1):
+            try:
+                row = _guard.from_json(json.loads(line))
+                epoch = int(row["epoch"])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                complete = len(rows) == upto_epoch or (rows and rows[-1]["epoch"] >= upto_epoch)
+                if number == len(lines) and complete:
+                    (notes if notes is not None else []).append(
+                        f"dropped the torn last line of {path} (line {number}, past the checkpoint's epoch {upto_epoch})")
+                    break
+                raise CheckpointError(f"{path} line {number} is not a metrics row; delete the broken line(s) and "
+                                      f"resume again") from None
+            if epoch <= upto_epoch:
+                rows.append(row)
     return rows
 
 
@@ -88,7 +98,7 @@ class RunLog:
         self.bar = tqdm(total=epochs, initial=len(rows), unit="epoch", file=sys.stdout) if self.tty else None
         self.log = self.metrics = None
         if run_dir is not None:
-            write_atomic(os.path.join(run_dir, METRICS), "".join(json.dumps(r) + "\n" for r in rows).encode())
+            write_atomic(os.path.join(run_dir, METRICS), "".join(_guard.dumps(r) + "\n" for r in rows).encode())
             self.metrics = open(os.path.join(run_dir, METRICS), "a", encoding="utf-8")
             self.log = open(os.path.join(run_dir, LOG), "a", encoding="utf-8")
 
@@ -105,7 +115,7 @@ class RunLog:
     def epoch(self, row: dict) -> None:
         line = describe(row, self.epochs)
         if self.metrics is not None:
-            self.metrics.write(json.dumps(row) + "\n")
+            self.metrics.write(_guard.dumps(row) + "\n")  # NaN/Inf as null, flagged: always valid JSON
             self.metrics.flush()
             self.log.write(line + "\n")
             self.log.flush()
@@ -153,4 +163,4 @@ def summarize(rows: list[dict], replicas: int, extra: dict) -> dict:
 
 
 def write_json(path: str, data) -> None:
-    write_atomic(path, (json.dumps(data, indent=2) + "\n").encode())
+    write_atomic(path, (_guard.dumps(data, indent=2) + "\n").encode())

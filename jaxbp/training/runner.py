@@ -21,10 +21,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from . import guard as _guard
+from . import lock as _lock
 from . import runlog as _runlog
 from ..datasets import synthetic as _synthetic
 from .. import datasets
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint, save_trees, write_atomic
+from .checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint, save_trees, write_atomic
 from .config import learning_rates, load_config, make_optimizer, parse_override, resolve_schedule, to_toml
 from ..plugins.activations import get_activation
 from ..errors import ConfigError
@@ -35,7 +37,8 @@ from .record import make_record, recorded_plugins, replica_labels, write_record
 from ..plugins.user import load_plugins
 from .steps import evaluate, scan_steps, train_step_fn
 
-RESUMABLE = ("train.epochs", "train.checkpoint_every", "train.plots")  # what --set may change on --resume
+# what --set may change on --resume
+RESUMABLE = ("train.epochs", "train.checkpoint_every", "train.plots", "train.on_nonfinite")
 
 
 class TrainResult(NamedTuple):
@@ -75,7 +78,8 @@ def make_epoch_fn(model: Model, optimizer: optax.GradientTransformation, batch_s
         train_loss, train_acc = evaluate(model, params, x, y)
         test_loss, test_acc = evaluate(model, params, x_test, y_test)
         metrics = {"batch_loss": jnp.mean(losses), "train_loss": train_loss, "train_accuracy": train_acc,
-                   "test_loss": test_loss, "test_accuracy": test_acc}
+                   "test_loss": test_loss, "test_accuracy": test_acc,
+                   "params_finite": _guard.all_finite(params)}  # divergence, in the epoch's one host sync
         return params, opt_state, metrics
 
     def epoch(params, opt_state, shuffle_key, index, x, y, x_test, y_test):
@@ -148,17 +152,24 @@ def train(config=None, out_dir=None, *, overrides=(), overwrite: bool = False, p
     and model.json. ``plugins``: modules or .py files to import first (recorded in model.json)."""
     plugins = load_plugins(plugins)
     run = build(load_config(config, overrides))
-    run_dir = None if out_dir is None else _runlog.prepare_run_dir(out_dir, overwrite)
     key = jax.random.key(run.config["train"]["seed"])
-    params, opt_state = run.init(key)
-    return _fit(run, Checkpoint(params, opt_state, 0, 0, key), run_dir, [], progress, plugins)
+    if out_dir is None:
+        return _fit(run, Checkpoint(*run.init(key), 0, 0, key), None, [], progress, plugins)
+    with _lock.holding(out_dir) as lock:  # one run per folder, for the run's whole life
+        run_dir = _runlog.prepare_run_dir(out_dir, overwrite)
+        return _fit(run, Checkpoint(*run.init(key), 0, 0, key), run_dir, [], progress, plugins, lock.notes)
 
 
 def resume(run_dir, *, overrides=(), progress: bool = True, plugins=()) -> TrainResult:
     """Continue the run in ``run_dir`` from its checkpoint up to ``train.epochs`` (set via ``overrides``); the
     plugins recorded in its model.json are imported again, then ``plugins``."""
     run_dir = _runlog.check_run_dir(run_dir)
-    plugins = load_plugins([*recorded_plugins(run_dir), *plugins])
+    with _lock.holding(run_dir) as lock:  # no second run, nor resume, into the folder
+        plugins = load_plugins([*recorded_plugins(run_dir), *plugins])
+        return _resume(run_dir, overrides, progress, plugins, lock.notes)
+
+
+def _resume(run_dir, overrides, progress: bool, plugins, notes: list[str]) -> TrainResult:
     for text in overrides:
         section, key, _ = parse_override(text)
         if f"{section}.{key}" not in RESUMABLE:
@@ -167,22 +178,28 @@ def resume(run_dir, *, overrides=(), progress: bool = True, plugins=()) -> Train
     run = build(load_config(os.path.join(run_dir, _runlog.CONFIG), overrides))
     key = jax.random.key(run.config["train"]["seed"])
     params, opt_state = jax.eval_shape(run.init, key)
-    state = load_checkpoint(os.path.join(run_dir, _runlog.CHECKPOINT), params, opt_state, key)
+    path = os.path.join(run_dir, _runlog.CHECKPOINT)
+    _guard.check_same_config(read_meta(path), run.config, RESUMABLE, run_dir)  # before the leaves are matched
+    state = load_checkpoint(path, params, opt_state, key)
+    _guard.require_finite(state, path)
     epochs = run.config["train"]["epochs"]
     if state.epoch >= epochs:
         raise ConfigError(f"{run_dir} has already trained {state.epoch} epochs; resume to more, e.g. "
                           f"--set train.epochs={state.epoch * 2}")
-    rows = _runlog.read_metrics(os.path.join(run_dir, _runlog.METRICS), state.epoch)
-    return _fit(run, state, run_dir, rows, progress, plugins)
+    rows = _runlog.read_metrics(os.path.join(run_dir, _runlog.METRICS), state.epoch, notes)
+    return _fit(run, state, run_dir, rows, progress, plugins, notes)
 
 
-def _fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool, plugins=()) -> TrainResult:
+def _fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool, plugins=(), notes=()) -> TrainResult:
     if run_dir is not None:
         write_atomic(os.path.join(run_dir, _runlog.CONFIG), to_toml(run.config).encode())
         write_record(run_dir, make_record(run.config, run.data, run.model, run.replicas, plugins))
     log = _runlog.RunLog(run_dir, run.config["train"]["epochs"], progress, rows)
     try:
-        return _loop(run, state, run_dir, log)
+        for note in notes:
+            log.message(note)
+        with _guard.sigterm_as_interrupt():  # a cluster's SIGTERM saves the finished epochs, like Ctrl-C
+            return _loop(run, state, run_dir, log)
     finally:
         log.close()
 
@@ -200,6 +217,8 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog) -> TrainRes
     arrays = (data.x_train, data.y_train, data.x_test, data.y_test)
     offset = rows[-1]["time_s"] if rows else 0.0
     start, first_epoch_s = time.perf_counter(), 0.0
+    meta = _guard.config_meta(config, RESUMABLE)  # every checkpoint carries the config it was trained under
+    finite, saved = state, first  # the last state with finite params (the only kind a checkpoint holds); saved epoch
     try:
         for index in range(first, epochs):
             params, opt_state, metrics = run.epoch(state.params, state.opt_state, shuffle_key, index, *arrays)
@@ -207,15 +226,19 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog) -> TrainRes
             first_epoch_s = first_epoch_s or time.perf_counter() - start  # includes compiling the epoch
             step = state.step + run.steps_per_epoch
             row = _runlog.metrics_row(index + 1, step, offset + time.perf_counter() - start, metrics, run.replicas)
+            bad = _guard.nonfinite_names(row, metrics["params_finite"])
+            log.epoch({**row, _guard.FLAG: bad} if bad else row)  # a signal from here on: resume drops the row
             state = Checkpoint(params, opt_state, step, index + 1, state.key)  # the epoch is done only now
-            log.epoch(row)
+            if bad and train_cfg["on_nonfinite"] == "stop":  # the checkpoint on disk stays as it is
+                raise _guard.diverged(state.epoch, bad, saved, checkpoint, config)
+            finite = finite if bad else state
             if checkpoint and every and state.epoch % every == 0 and state.epoch < epochs:
-                save_checkpoint(checkpoint, state)
+                saved = _save(log, checkpoint, meta, state, finite, saved)
     except KeyboardInterrupt:
-        if checkpoint and state.epoch > first:
-            save_checkpoint(checkpoint, state)
-            log.message(f"interrupted after epoch {state.epoch}; continue with: jaxbp train --resume {run_dir} "
-                        f"--set train.epochs={epochs}")
+        if checkpoint and finite.epoch > first:
+            saved = _save(log, checkpoint, meta, finite, finite, saved)
+            log.message(f"interrupted after epoch {state.epoch} (the checkpoint holds epoch {saved}); continue with: "
+                        f"jaxbp train --resume {run_dir} --set train.epochs={epochs}")
         raise
     wall = time.perf_counter() - start
     per_epoch = run.steps_per_epoch * (train_cfg["batch_size"] or data.x_train.shape[0]) * run.replicas
@@ -229,14 +252,24 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog) -> TrainRes
         summary["per_replica"] = _per_replica(log.rows[-1], state.opt_state, train_cfg["replicas"] > 1)
     params = state.params if run.replicas > 1 else jax.tree.map(lambda leaf: leaf[0], state.params)
     if run_dir is not None:
-        save_checkpoint(checkpoint, state)
+        saved = _save(log, checkpoint, meta, state, finite, saved)
         save_trees(os.path.join(run_dir, _runlog.PARAMS), {"params": params}, {"replicas": run.replicas})
-        if train_cfg["plots"]:
+        if train_cfg["plots"] and state is finite:
             first_params = jax.tree.map(lambda leaf: leaf[0], state.params)
             save_plots(run_dir, log.rows, run.model, first_params, data, log.message,
                        replica_labels(config, run.replicas))
         _runlog.write_json(os.path.join(run_dir, _runlog.SUMMARY), summary)
     return TrainResult(params, state.opt_state, summary, config, run_dir)
+
+
+def _save(log, path: str, meta: dict, state: Checkpoint, finite: Checkpoint, saved: int) -> int:
+    """Checkpoint the last finite state if it is newer than the saved epoch; returns the epoch saved."""
+    if finite.epoch > saved:
+        save_checkpoint(path, finite, meta)
+    if state is not finite:
+        log.message(f"epoch {state.epoch} is not finite (train.on_nonfinite = \"continue\"): {path} keeps "
+                    f"epoch {finite.epoch}, the last finite one" if finite.epoch else "no finite epoch to checkpoint")
+    return max(finite.epoch, saved)
 
 
 def _per_replica(row: dict, opt_state, seeds_vary: bool) -> list[dict]:

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from . import checked as _checked
 from ..fold import fold_batch_sums
 from ..networks import Model
 
@@ -43,9 +44,11 @@ def train_step_fn(model: Model, optimizer: optax.GradientTransformation, *, per_
     return step
 
 
-def make_train_step(model: Model, optimizer: optax.GradientTransformation, *, per_example: bool = False) -> Callable:
-    """A jitted step ``(params, opt_state, x, y) -> (params, opt_state, loss)``."""
-    return jax.jit(train_step_fn(model, optimizer, per_example=per_example))
+def make_train_step(model: Model, optimizer: optax.GradientTransformation, *, per_example: bool = False,
+                    checks: bool = False) -> Callable:
+    """A jitted step ``(params, opt_state, x, y) -> (params, opt_state, loss)``; ``checks=True`` checks the
+    values inside jit too (NaN/Inf, label and target ranges: the same DataError as outside jit, at a cost)."""
+    return _checked.jit(train_step_fn(model, optimizer, per_example=per_example), checks)
 
 
 def scan_steps(step: Callable) -> Callable:
@@ -62,16 +65,17 @@ def scan_steps(step: Callable) -> Callable:
     return run
 
 
-def make_scan_step(model: Model, optimizer: optax.GradientTransformation, *, per_example: bool = False) -> Callable:
+def make_scan_step(model: Model, optimizer: optax.GradientTransformation, *, per_example: bool = False,
+                   checks: bool = False) -> Callable:
     """K steps inside one jitted ``lax.scan``; same result as K calls of ``make_train_step``."""
-    return jax.jit(scan_steps(train_step_fn(model, optimizer, per_example=per_example)))
+    return _checked.jit(scan_steps(train_step_fn(model, optimizer, per_example=per_example)), checks)
 
 
 def make_replica_step(model: Model, optimizer: optax.GradientTransformation, *, per_example: bool = False,
-                      scan: bool = False) -> Callable:
+                      scan: bool = False, checks: bool = False) -> Callable:
     """Train K replicas at once: params and opt_state carry a leading K axis; the batches are shared."""
     step = train_step_fn(model, optimizer, per_example=per_example)
-    return jax.jit(jax.vmap(scan_steps(step) if scan else step, in_axes=(0, 0, None, None)))
+    return _checked.jit(jax.vmap(scan_steps(step) if scan else step, in_axes=(0, 0, None, None)), checks)
 
 
 def init_replicas(model: Model, optimizer: optax.GradientTransformation, keys: jax.Array):

@@ -1,0 +1,137 @@
+"""What keeps a run honest: divergence found at each epoch's end, metrics files that stay valid JSON,
+a config fingerprint in every checkpoint, and SIGTERM handled like Ctrl-C.
+
+Divergence costs no extra host sync: the jitted epoch reduces "are all params finite" to one bool
+that comes back with the epoch's metrics, in the one ``device_get`` each epoch already makes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import signal
+import threading
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..errors import CheckpointError, ConfigError, DivergenceError, Terminated
+
+ON_NONFINITE = ("stop", "continue")
+FLAG = "nonfinite"  # a metrics row or summary lists here the names whose values were NaN/Inf (written as null)
+
+
+def all_finite(tree) -> jax.Array:
+    """One bool: every leaf of ``tree`` finite (traced inside the epoch; reduced on device)."""
+    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree) if jnp.issubdtype(leaf.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def nonfinite_names(row: dict, params_finite=True) -> list[str]:
+    """The metric names of ``row`` holding NaN/Inf, plus "params" when the params are not all finite."""
+    names = [name for name, value in row.items()
+             if isinstance(value, (float, list)) and not all(math.isfinite(v) for v in np.ravel(value))]
+    return names + ([] if bool(np.all(params_finite)) else ["params"])
+
+
+def json_safe(data):
+    """``data`` with NaN/Inf floats as None, and, for a dict holding any, their names under ``"nonfinite"``."""
+    if isinstance(data, dict):
+        safe = {key: json_safe(value) for key, value in data.items()}
+        bad = [key for key, value in data.items() if key != FLAG and _has_nonfinite(value)]
+        if bad:
+            safe[FLAG] = sorted(set(safe.get(FLAG, [])) | set(bad))
+        return safe
+    if isinstance(data, (list, tuple)):
+        return [json_safe(value) for value in data]
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    return data
+
+
+def _has_nonfinite(value) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    return isinstance(value, list) and any(_has_nonfinite(v) for v in value)
+
+
+def dumps(data, **options) -> str:
+    """Strict JSON (``allow_nan=False``): non-finite numbers become null and are flagged."""
+    return json.dumps(json_safe(data), allow_nan=False, **options)
+
+
+def from_json(data):
+    """Stored JSON back in memory: a null metric is NaN again (so means and plots work)."""
+    if isinstance(data, dict):
+        return {key: from_json(value) for key, value in data.items()}
+    if isinstance(data, list):
+        return [from_json(value) for value in data]
+    return math.nan if data is None else data
+
+
+def diverged(epoch: int, names: list[str], kept_epoch: int, checkpoint: str | None, config: dict) -> DivergenceError:
+    where = (f"{checkpoint} holds epoch {kept_epoch}, the last finite one" if checkpoint and kept_epoch
+             else "no checkpoint was saved (nothing finished finite)" if checkpoint else "nothing was saved")
+    return DivergenceError(
+        f"training diverged at epoch {epoch}: {', '.join(names)} became NaN/Inf; {where}. Lower "
+        f"optimizer.learning_rate (now {config['optimizer']['learning_rate']}) and start a new run, or set "
+        f"train.on_nonfinite = \"continue\" to train on regardless")
+
+
+def require_finite(state, path: str) -> None:
+    """Refuse to resume from a checkpoint whose params or optimizer state hold NaN/Inf."""
+    if not bool(all_finite((state.params, state.opt_state))):
+        raise CheckpointError(f"checkpoint {path} holds NaN/Inf params or optimizer state (the run diverged); it "
+                              f"cannot be resumed. Start a new run with a lower optimizer.learning_rate")
+
+
+def _flat(config: dict) -> dict[str, str]:
+    return {f"{section}.{key}": json.dumps(value, sort_keys=True)
+            for section, table in config.items() for key, value in table.items()}
+
+
+def fingerprint(config: dict, resumable) -> str:
+    """sha256 of the resolved config, leaving out the keys that may change on resume."""
+    kept = {key: value for key, value in _flat(config).items() if key not in resumable}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
+
+
+def config_meta(config: dict, resumable) -> dict:
+    """What a checkpoint's metadata carries of its config: the fingerprint and the resolved config itself."""
+    return {"config_sha256": fingerprint(config, resumable), "config": config}
+
+
+def check_same_config(meta: dict, config: dict, resumable, run_dir: str) -> None:
+    """Refuse ``--resume`` when config.toml was edited since the checkpoint (apart from ``resumable`` keys)."""
+    if "config_sha256" not in meta or meta["config_sha256"] == fingerprint(config, resumable):
+        return  # a checkpoint from before fingerprints cannot be compared
+    stored, now = _flat(meta.get("config", {})), _flat(config)
+    changed = [f"{key} ({stored[key]} in the checkpoint, {now.get(key, 'absent')} now)"
+               for key in sorted(stored) if key not in resumable and stored[key] != now.get(key)]
+    raise ConfigError(
+        f"{run_dir}/config.toml differs from the config its checkpoint was trained under: "
+        f"{'; '.join(changed) or 'the fingerprint differs'}. --resume continues the same run (it may change only "
+        f"{', '.join(resumable)}): undo the edit, or start a new run with --config {run_dir}/config.toml --out NEW_DIR")
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt():
+    """While inside, SIGTERM raises ``Terminated`` (a KeyboardInterrupt) once, so it saves like Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = []
+
+    def handler(signum, frame):
+        if not fired:  # a second SIGTERM while the first one saves is ignored (SIGKILL still works)
+            fired.append(signum)
+            raise Terminated("terminated by SIGTERM")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,123 @@
+"""One run per folder: an exclusive lock held for the run's whole life, stale temporary files cleared.
+
+The lock is ``flock`` on ``DIR/.jaxbp.lock``, which names the holder (pid, host, start time). The
+kernel drops a flock when its process dies, however it dies, so a lock is never left held: a
+file that still names a process while nobody holds it was left by a run that was killed, and the
+next run takes it over (and says so). A clean exit deletes the file; a run that locked a file
+deleted under it (by that exit) checks the inode and locks the new one instead.
+
+OS errors while a run writes its folder (read-only, removed, full disk) become ``RunFolderError``
+naming the path and the OS reason; what was saved before stays as it was (writes are atomic).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import re
+import socket
+import time
+
+from ..errors import JaxbpError, RunFolderError
+
+LOCK = ".jaxbp.lock"
+_TEMP = re.compile(r".+\.tmp-(\d+)$")  # write_atomic's temporary files: NAME.tmp-PID
+_WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOENT,
+                 errno.ENOTDIR, errno.EFBIG}
+
+
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by someone else
+        return True
+    return True
+
+
+class RunLock:
+    """Held from ``acquire`` to ``release``; ``notes`` says what was taken over or cleaned up."""
+
+    def __init__(self, run_dir: str, fd: int, notes: list[str]):
+        self.run_dir, self.fd, self.notes = run_dir, fd, notes
+
+    def release(self) -> None:
+        if self.fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.remove(os.path.join(self.run_dir, LOCK))  # still locked: a newcomer sees the inode change and retries
+        os.close(self.fd)  # closing drops the flock
+        self.fd = None
+
+
+def acquire(run_dir: str) -> RunLock:
+    """Lock ``run_dir`` (created if missing) for this process; RunFolderError names the holder if taken."""
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, LOCK)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(fd)
+            os.close(fd)
+            raise RunFolderError(f"run folder {run_dir} is in use by {holder}; wait for that run to finish or stop "
+                                 f"it (Ctrl-C or kill -TERM saves its epochs), or pick another --out") from None
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                break
+        os.close(fd)  # the holder deleted the file as we locked it: lock the new one
+    notes = []
+    previous = _holder(fd, None)
+    if previous is not None:
+        notes.append(f"took over the lock of {run_dir} left by {previous}, which no longer holds it (killed?)")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0)
+    notes += remove_stale_temps(run_dir)
+    return RunLock(run_dir, fd, notes)
+
+
+def _holder(fd: int, empty: str | None = "another process") -> str | None:
+    try:
+        text = os.pread(fd, 200, 0).decode(errors="replace").split()
+    except OSError:
+        text = []
+    if len(text) < 3 or not text[0].isdigit():
+        return empty
+    here = " (this process)" if int(text[0]) == os.getpid() else ""
+    return f"process {text[0]}{here} on {text[1]}, started {text[2]}"
+
+
+def remove_stale_temps(run_dir: str) -> list[str]:
+    """Delete ``NAME.tmp-PID`` files whose process is gone (a run killed mid-write); returns notes."""
+    stale = [name for name in sorted(os.listdir(run_dir))
+             if (match := _TEMP.fullmatch(name)) and not alive(int(match.group(1)))]
+    for name in stale:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(run_dir, name))
+    return [f"removed {len(stale)} temporary file(s) left in {run_dir} by killed runs: {', '.join(stale)}"] if stale else []
+
+
+@contextlib.contextmanager
+def holding(out_dir):
+    """Lock ``out_dir`` for the block; OS write errors inside become RunFolderError. Yields the RunLock."""
+    run_dir = os.fspath(out_dir)
+    lock = None
+    try:
+        lock = acquire(run_dir)
+        yield lock
+    except OSError as error:
+        if isinstance(error, JaxbpError) or error.errno not in _WRITE_ERRNOS:
+            raise
+        path = error.filename or run_dir
+        raise RunFolderError(f"cannot write {path}: {error.strerror or error} "
+                             f"({errno.errorcode.get(error.errno, error.errno)}); the files saved before are kept. "
+                             f"Free space or fix the permissions of {run_dir} (a run with a checkpoint there "
+                             f"continues with jaxbp train --resume {run_dir})") from None
+    finally:
+        if lock is not None:
+            lock.release()
