@@ -34,6 +34,10 @@ from .plugins import load_plugins as load_plugins
 from .plugins import register_activation as register_activation
 from .plugins import register_layer as register_layer
 from .plugins import register_loss as register_loss
+from .plugins import Rule as Rule
+from .plugins import get_rule as get_rule
+from .plugins import register_rule as register_rule
+from .plugins import trainable as trainable
 from .training import TrainResult as TrainResult
 from .training import evaluate as evaluate
 from .training import init_replicas as init_replicas

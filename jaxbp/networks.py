@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from .errors import ConfigError, ShapeError
 from .plugins.layers import Layer, dense
 from .plugins.losses import get_loss
+from .plugins.rules import attach, get_rule, layer_params
 from .validate import check_batch, check_inputs, check_params, widths
 
 Params = Any  # a list with one pytree per layer
@@ -35,6 +36,7 @@ class Model(NamedTuple):
     d_in: int
     d_out: int
     loss_name: str
+    rule: str = "backprop"  # the backward rule (jaxbp.plugins.rules): what each layer sends back
 
 
 def _output_size(layer: Layer, d_in: int) -> int:
@@ -44,10 +46,12 @@ def _output_size(layer: Layer, d_in: int) -> int:
     return sizes[0]
 
 
-def network(d_in: int, layers: Sequence[Layer], loss: str) -> Model:
-    """Chain ``layers`` on inputs of ``d_in`` features; the last layer's output feeds ``loss``."""
+def network(d_in: int, layers: Sequence[Layer], loss: str, rule: str = "backprop") -> Model:
+    """Chain ``layers`` on inputs of ``d_in`` features; the last layer's output feeds ``loss``;
+    ``rule`` names what each layer sends back (jaxbp.register_rule), backprop by default."""
     layers = tuple(layers)
     loss_name, loss = loss, get_loss(loss)
+    rule_plugin = get_rule(rule)
     if not layers:
         raise ConfigError("a network needs at least one layer")
     d_out = d_in
@@ -62,7 +66,8 @@ def network(d_in: int, layers: Sequence[Layer], loss: str) -> Model:
         return params
 
     def forward(params, x):
-        check_params(params, expected(), d_in)  # shapes only: free at trace time
+        params = layer_params(params)  # a rule's feedback matrices ride beside the layers' params
+        check_params(params, layer_params(expected()), d_in)  # shapes only: free at trace time
         caches = []
         for layer, p in zip(layers, params):
             x, cache = layer.forward(p, x)
@@ -77,6 +82,8 @@ def network(d_in: int, layers: Sequence[Layer], loss: str) -> Model:
         return grads[::-1]
 
     expected = functools.cache(lambda: jax.eval_shape(init, jax.random.key(0)))  # the params' shapes, made once
+    if rule != "backprop":  # the same forward; another signal sent back (value_and_grad calls this backward)
+        init, backward = attach(rule_plugin, layers, init, d_out)
 
     def targets(y):
         return loss.encode(y, d_out)
@@ -121,10 +128,11 @@ def network(d_in: int, layers: Sequence[Layer], loss: str) -> Model:
         return per_example_value_and_grad(params, x, y)[1]
 
     return Model(init, apply, predict, mean_loss, value_and_grad, per_example_grads, per_example_value_and_grad,
-                 targets, d_in, d_out, loss_name)
+                 targets, d_in, d_out, loss_name, rule)
 
 
-def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: str = "softmax_cross_entropy") -> Model:
+def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: str = "softmax_cross_entropy",
+        rule: str = "backprop") -> Model:
     """A multi-layer perceptron ``sizes = [d, h1, ..., k]``; ``activation`` is one name or one per hidden layer."""
     sizes = widths(sizes)
     hidden = len(sizes) - 2
@@ -138,4 +146,4 @@ def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: st
             f"got {len(activations)} name(s)"
         )
     layers = [dense(s, a) for s, a in zip(sizes[1:-1], activations)] + [dense(sizes[-1])]
-    return network(sizes[0], layers, loss)
+    return network(sizes[0], layers, loss, rule)

@@ -1,4 +1,4 @@
-"""The plugin kinds -- activations, losses, layers -- each a registry of NamedTuples of pure functions."""
+"""The plugin kinds -- activations, losses, layers, backward rules -- each a registry of NamedTuples of pure functions."""
 
 from .activations import ACTIVATIONS as ACTIVATIONS
 from .activations import Activation as Activation
@@ -18,3 +18,10 @@ from .losses import register_loss as register_loss
 from .registry import Registry as Registry
 from .registry import load_entry_points as load_entry_points
 from .user import load_plugins as load_plugins
+from .rules import RULES as RULES
+from .rules import FixedFeedback as FixedFeedback
+from .rules import LearnedFeedback as LearnedFeedback
+from .rules import Rule as Rule
+from .rules import get_rule as get_rule
+from .rules import register_rule as register_rule
+from .rules import trainable as trainable

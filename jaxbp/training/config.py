@@ -3,7 +3,7 @@
 A config is a dict of four sections of scalars and lists, the same shape as its TOML file::
 
     [data]       dataset name and split                 -> jaxbp.datasets.load
-    [model]      hidden sizes, activation(s), loss      -> jaxbp.mlp([d, *hidden, k])
+    [model]      hidden sizes, activation(s), loss, rule -> jaxbp.mlp([d, *hidden, k])
     [optimizer]  an optax optimizer by name, its arguments, a learning-rate schedule
     [train]      epochs, batch size, seed, replicas, checkpoints, plots
 
@@ -33,6 +33,7 @@ SCHEMA = {
     },
     "model": {
         "hidden": ([64, 64], "ints"), "activation": ("relu", "str|strs"), "loss": ("softmax_cross_entropy", "str"),
+        "rule": ("backprop", "str"),
     },
     "optimizer": {"name": ("sgd", "str"), "learning_rate": (0.2, "float|floats"), "schedule": ("constant", "str")},
     "train": {

@@ -32,6 +32,7 @@ from ..plugins.activations import get_activation
 from ..errors import ConfigError
 from ..plugins.losses import get_loss
 from ..networks import Model, mlp
+from ..plugins.rules import get_rule, trainable
 from .plots import save_plots
 from .record import make_record, recorded_plugins, replica_labels, write_record
 from ..plugins.user import load_plugins
@@ -114,10 +115,11 @@ def build(config: dict) -> Run:
     rates = learning_rates(config["optimizer"])
     spec = {"sizes": [data.x_train.shape[1], *model_cfg["hidden"], out], "activation": model_cfg["activation"],
             "loss": model_cfg["loss"], "optimizer": {**config["optimizer"], "learning_rate": 1.0}, "batch": batch,
-            "per_example": train_cfg["per_example"], "replicas": train_cfg["replicas"], "rates": len(rates)}
+            "per_example": train_cfg["per_example"], "replicas": train_cfg["replicas"], "rates": len(rates),
+            "rule": model_cfg["rule"]}
     activation = model_cfg["activation"]
     names = [activation] * len(model_cfg["hidden"]) if isinstance(activation, str) else activation
-    plugins = (get_loss(model_cfg["loss"]), *map(get_activation, names))
+    plugins = (get_loss(model_cfg["loss"]), *map(get_activation, names), get_rule(model_cfg["rule"]))
     model, optimizer, init, epoch, replicas = _programs(json.dumps(spec, sort_keys=True), plugins)
     rates = jnp.asarray(rates * (replicas // len(rates)))  # each replica's peak learning rate
     return Run(config, data, model, optimizer, lambda key: init(key, rates), epoch, steps, replicas)
@@ -130,14 +132,14 @@ def _programs(spec: str, plugins: tuple):
     key, so re-registering a name rebuilds."""
     del plugins
     spec = json.loads(spec)
-    model, optimizer = mlp(spec["sizes"], spec["activation"], spec["loss"]), make_optimizer(spec["optimizer"])
+    model, optimizer = mlp(spec["sizes"], spec["activation"], spec["loss"], spec["rule"]), make_optimizer(spec["optimizer"])
     replicas = max(spec["replicas"], spec["rates"])
     offsets = jnp.arange(replicas) if spec["replicas"] > 1 else jnp.zeros(replicas, int)
 
     def init(run_key, rates):
         init_key, _ = jax.random.split(run_key)
         params = jax.vmap(model.init)(jax.vmap(jax.random.fold_in, (None, 0))(init_key, offsets))
-        opt_state = jax.vmap(optimizer.init)(params)
+        opt_state = jax.vmap(optimizer.init)(trainable(params))  # a rule's fixed feedback is not the optimizer's
         lr = rates.astype(opt_state.hyperparams["learning_rate"].dtype)
         return params, opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
 

@@ -15,8 +15,10 @@ import jax.numpy as jnp
 import optax
 
 from . import checked as _checked
+from ..errors import ConfigError
 from ..fold import fold_batch_sums
 from ..networks import Model
+from ..plugins.rules import join, split
 
 
 def per_example_value_and_grad(model: Model) -> Callable:
@@ -38,10 +40,21 @@ def train_step_fn(model: Model, optimizer: optax.GradientTransformation, *, per_
 
     def step(params, opt_state, x, y):
         loss, grads = value_and_grad(params, x, y)  # hand-written, never jax.grad
+        params, fixed = split(params)  # a rule's fixed feedback matrices pass beside the optimizer (else None)
+        if fixed is not None:
+            _check_opt_state(model, optimizer, opt_state, params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss  # loss at the incoming params
+        return join(optax.apply_updates(params, updates), fixed), opt_state, loss  # loss at the incoming params
 
     return step
+
+
+def _check_opt_state(model: Model, optimizer, opt_state, trained) -> None:
+    """At trace time: the optimizer state must be built from the trainable params alone."""
+    if jax.tree.structure(opt_state) != jax.tree.structure(jax.eval_shape(optimizer.init, trained)):
+        raise ConfigError(f"opt_state does not match the trainable params: under rule {model.rule!r} the fixed "
+                          f"feedback matrices are not the optimizer's; build the state with "
+                          f"optimizer.init(jaxbp.trainable(params))")
 
 
 def make_train_step(model: Model, optimizer: optax.GradientTransformation, *, per_example: bool = False,
@@ -84,7 +97,7 @@ def init_replicas(model: Model, optimizer: optax.GradientTransformation, keys: j
     @jax.jit
     def init(keys):
         params = jax.vmap(model.init)(keys)
-        return params, jax.vmap(optimizer.init)(params)
+        return params, jax.vmap(optimizer.init)(split(params)[0])
 
     return init(keys)
 
