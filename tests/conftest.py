@@ -10,12 +10,13 @@ jax.config.update("jax_enable_x64", True)
 from jaxbp.plugins.activations import ACTIVATIONS  # noqa: E402
 from jaxbp.plugins.layers import LAYERS  # noqa: E402
 from jaxbp.plugins.losses import LOSSES  # noqa: E402
+from jaxbp.plugins.rules import RULES  # noqa: E402
 
 
 @pytest.fixture
 def restore_registries():
     """Undo any plugin registered inside a test."""
-    saved = [(registry, copy.copy(registry._plugins)) for registry in (ACTIVATIONS, LOSSES, LAYERS)]
+    saved = [(registry, copy.copy(registry._plugins)) for registry in (ACTIVATIONS, LOSSES, LAYERS, RULES)]
     yield
     for registry, plugins in saved:
         registry._plugins = plugins

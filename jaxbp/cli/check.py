@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .. import checking
+from .. import checking, rule_angles
 from ..variants import guarded  # a network whose plugin raises is a failed row, not a crash
 from ..plugins.registry import load_entry_points
 from ..plugins.user import load_plugins
@@ -12,8 +12,9 @@ from .options import add_plugins
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--kind", choices=checking.KINDS + ("network",), action="append",
-                        help="check only this kind (repeatable); default: all kinds and the network suite")
+    parser.add_argument("--kind", choices=checking.KINDS + ("network", "rule"), action="append",
+                        help="check only this kind (repeatable); default: all kinds, the network suite and the "
+                             "backward rules (for which the angle to jax.grad is reported, not judged)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the random test points (default 0)")
     parser.add_argument("--failures-only", action="store_true", help="print only the rows that fail")
     add_plugins(parser)
@@ -22,7 +23,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     start = time.perf_counter()
     third_party = load_entry_points() + load_plugins(args.plugins)
-    kinds = args.kind or list(checking.KINDS) + ["network"]
+    kinds = args.kind or list(checking.KINDS) + ["network", "rule"]
     reports = [
         checking.check_plugin(kind, name, seed=args.seed)
         for kind, names in checking.plugin_names().items() if kind in kinds for name in names
@@ -30,6 +31,10 @@ def run(args) -> int:
     if "network" in kinds:
         reports += [guarded(name, checking.check_model, model, smooth=smooth, seed=args.seed, name=name)
                     for name, model, smooth in checking.network_suite()]
+    if "rule" in kinds:
+        print(rule_angles.format_angles(a for rule in rule_angles.RULES.names() for a in rule_angles.rule_angles(rule)))
+        print("backward rules: the angle of each layer's update to the true gradient (0 is backprop, 90 orthogonal); "
+              "backprop itself is proven by the network suite\n")
     report = checking.merge(reports)
     shown = checking.CheckReport(report.failures) if args.failures_only else report
     print(shown)
