@@ -7,7 +7,15 @@ its feedback matrix with W's own updates (Kolen-Pollack, KP), does the same MLP 
 and digits, and does the angle between each rule's hidden-layer update and the true gradient fall
 below 90 degrees as the forward weights come to align with the feedback?
 
-Answer: RESULTS_PENDING
+Answer: yes. On MNIST-5k (784-256-256-10 tanh, SGD 0.01 with momentum 0.9, 20 epochs, 3 seeds)
+every rule reaches 94-96% test accuracy: BP 94.4%, FA 94.1%, DFA 94.4%, SS 95.6%, KP 95.1%; on digits
+95-98%. Under FA the hidden-layer angle starts at 90 degrees (random B), is 71 and 77 degrees after
+the first epoch and falls to ~53 degrees; DFA follows FA, Kolen-Pollack falls fastest (to 27-37
+degrees: B learns W's updates), sign symmetry starts at 36-50 degrees and stays near 20-35.
+SS beats BP here for a reason that is not its direction: sign(W) has entries of size 1 where W's
+are ~0.05, so its hidden layers get ~20x larger updates at the same learning rate, and BP at
+0.01 is still improving after 20 epochs. The anchors (biotorch's LeNet, Nokland's 7x240 net)
+trained on all 60k MNIST images, and ours on 4000, so our errors (4.4-5.9%) are 3-4x theirs.
 """
 
 from __future__ import annotations

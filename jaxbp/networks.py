@@ -133,7 +133,8 @@ def network(d_in: int, layers: Sequence[Layer], loss: str, rule: str = "backprop
 
 def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: str = "softmax_cross_entropy",
         rule: str = "backprop") -> Model:
-    """A multi-layer perceptron ``sizes = [d, h1, ..., k]``; ``activation`` is one name or one per hidden layer."""
+    """A multi-layer perceptron ``sizes = [d, h1, ..., k]``; ``activation`` is one name or one per hidden layer;
+    ``rule`` is the backward rule (backprop, feedback_alignment, ...: ``jaxbp.plugins.RULES``)."""
     sizes = widths(sizes)
     hidden = len(sizes) - 2
     if activation is None or not isinstance(activation, (str, Sequence)):

@@ -12,7 +12,8 @@ def test_defaults_are_the_issue_run():
     config = load_config()
     assert list(config) == ["data", "model", "optimizer", "train"]
     assert config["data"]["name"] == "spiral"
-    assert config["model"] == {"hidden": [64, 64], "activation": "relu", "loss": "softmax_cross_entropy"}
+    assert config["model"] == {"hidden": [64, 64], "activation": "relu", "loss": "softmax_cross_entropy",
+                               "rule": "backprop"}
     assert config["optimizer"]["name"] == "sgd" and config["optimizer"]["momentum"] == 0.0
     assert config["train"]["replicas"] == 1
 

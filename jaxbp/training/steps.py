@@ -18,7 +18,7 @@ from . import checked as _checked
 from ..errors import ConfigError
 from ..fold import fold_batch_sums
 from ..networks import Model
-from ..plugins.rules import join, split
+from ..plugins.rules import join, split, trainable
 
 
 def per_example_value_and_grad(model: Model) -> Callable:
@@ -97,7 +97,7 @@ def init_replicas(model: Model, optimizer: optax.GradientTransformation, keys: j
     @jax.jit
     def init(keys):
         params = jax.vmap(model.init)(keys)
-        return params, jax.vmap(optimizer.init)(split(params)[0])
+        return params, jax.vmap(optimizer.init)(trainable(params))
 
     return init(keys)
 
