@@ -22,6 +22,7 @@ from jaxbp.rule_angles import format_angles, rule_angles
 
 GOLDEN = Path(__file__).parent / "data" / "backprop_jaxpr.txt"
 ACTIVATIONS = ("tanh", "sigmoid", "softplus", "gelu", "identity")  # smooth: equalities hold to round-off
+pytestmark = pytest.mark.usefixtures("fast_compile")  # compile-bound: a new program per architecture
 
 
 def random_architectures(count: int, seed: int = 0):
@@ -60,15 +61,6 @@ def worst(a, b) -> float:
 def fa_with_b_equal_w(layers):
     """Feedback alignment's params with each B_l set to its W_l (the first layer sends nothing back: None)."""
     return FixedFeedback(layers, [None] + [p["w"] for p in layers[1:]])
-
-
-@pytest.fixture(scope="module", autouse=True)
-def fast_compile():
-    """These tests are compile-bound (a new program per architecture): skip most XLA optimizations."""
-    previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", previous)
 
 
 @pytest.mark.parametrize("arch", list(random_architectures(3)), ids=lambda a: f"{a[0]}")
