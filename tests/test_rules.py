@@ -221,6 +221,9 @@ def test_a_run_with_fixed_feedback_resumes_bit_identical_with_replicas(tmp_path)
     initial = jax.vmap(model.init)(jax.vmap(jax.random.fold_in, (None, 0))(
         jax.random.split(jax.random.key(0))[0], jnp.arange(2)))
     np.testing.assert_array_equal(params.feedback[2], initial.feedback[2])  # never trained
+    loaded = jaxbp.load_run(tmp_path / "a", replica=1)  # the run folder rebuilds the model with its rule
+    assert loaded.model.rule == "feedback_alignment"
+    np.testing.assert_array_equal(loaded.params.feedback[1], params.feedback[1][1])
     with np.load(tmp_path / "b" / "checkpoint.npz") as stored:
         assert {"params.feedback.1", "params.feedback.2", "params.layers.0.w"} <= set(stored.files)
     with pytest.raises(jaxbp.UnknownPluginError, match="unknown rule 'nope'"):
