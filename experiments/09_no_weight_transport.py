@@ -31,7 +31,7 @@ import numpy as np
 import optax
 
 import jaxbp
-from jaxbp.plugins.rules import layer_params
+from jaxbp.plugins import layer_params
 from jaxbp.training import epoch_batches
 from _common import check, default_out, load, log, run_cli, save_figure, write_results
 

@@ -23,5 +23,6 @@ from .rules import FixedFeedback as FixedFeedback
 from .rules import LearnedFeedback as LearnedFeedback
 from .rules import Rule as Rule
 from .rules import get_rule as get_rule
+from .rules import layer_params as layer_params
 from .rules import register_rule as register_rule
 from .rules import trainable as trainable
