@@ -7,7 +7,6 @@ The per-example form is the notes' single-point rule ``dw = (a - y) x^T``, vmapp
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
@@ -67,7 +66,7 @@ def network(d_in: int, layers: Sequence[Layer], loss: str, rule: str = "backprop
 
     def forward(params, x):
         params = layer_params(params)  # a rule's feedback matrices ride beside the layers' params
-        check_params(params, layer_params(expected()), d_in)  # shapes only: free at trace time
+        check_params(params, layer_params(expected), d_in)  # shapes only: free at trace time
         caches = []
         for layer, p in zip(layers, params):
             x, cache = layer.forward(p, x)
@@ -81,9 +80,10 @@ def network(d_in: int, layers: Sequence[Layer], loss: str, rule: str = "backprop
             grads.append(g)
         return grads[::-1]
 
-    expected = functools.cache(lambda: jax.eval_shape(init, jax.random.key(0)))  # the params' shapes, made once
     if rule != "backprop":  # the same forward; another signal sent back (value_and_grad calls this backward)
         init, backward = attach(rule_plugin, layers, init, d_out)
+    # The params' shapes, traced once here, abstractly: inside a step's trace the key would be staged as an op.
+    expected = jax.eval_shape(init, jax.random.key(0))
 
     def targets(y):
         return loss.encode(y, d_out)
