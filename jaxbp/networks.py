@@ -35,6 +35,7 @@ class Model(NamedTuple):
     d_in: int
     d_out: int
     loss_name: str
+    layers: tuple = ()  # the Layer plugins, in order (private training walks their caches)
 
 
 def _output_size(layer: Layer, d_in: int) -> int:
@@ -121,7 +122,7 @@ def network(d_in: int, layers: Sequence[Layer], loss: str) -> Model:
         return per_example_value_and_grad(params, x, y)[1]
 
     return Model(init, apply, predict, mean_loss, value_and_grad, per_example_grads, per_example_value_and_grad,
-                 targets, d_in, d_out, loss_name)
+                 targets, d_in, d_out, loss_name, layers)
 
 
 def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: str = "softmax_cross_entropy") -> Model:

@@ -72,7 +72,7 @@ def test_every_optimizer_and_schedule_is_accepted_with_its_arguments():
     (["train.epochs"], "bad --set 'train.epochs': use --set section.key=value"),
     (["epochs=3"], "use --set section.key=value"),
     (["a.b.c=3"], "use --set section.key=value"),
-    (["trian.epochs=3"], "unknown config section(s) trian; known sections: data, model, optimizer, train"),
+    (["trian.epochs=3"], "unknown config section(s) trian; known sections: data, model, optimizer, train, privacy"),
     (["train.epoch=3"], "unknown key(s) train.epoch; known keys of [train]: epochs, batch_size"),
     (["optimizer.name=lbfgs"], "unknown optimizer.name 'lbfgs'; known: sgd, adam, adamw, rmsprop"),
     (["optimizer.schedule=step"], "unknown optimizer.schedule 'step'; known: constant, linear, cosine"),
