@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 import optax
 
@@ -137,11 +138,9 @@ def private_optimizer(optimizer: optax.GradientTransformation, privacy: DPConfig
     def update_fn(updates, state, params=None):
         del params
         key, draw = jax.random.split(jax.random.wrap_key_data(state.key))
-        leaves, tree = jax.tree.flatten(updates)
-        keys = jax.random.split(draw, len(leaves))
-        noisy = [(u + std * jax.random.normal(k, u.shape, u.dtype)) / privacy.expected_batch_size
-                 for u, k in zip(leaves, keys)]
-        return jax.tree.unflatten(tree, noisy), NoiseState(jax.random.key_data(key))
+        flat, unravel = jax.flatten_util.ravel_pytree(updates)  # one draw for all parameters: one RNG kernel
+        noisy = (flat + std * jax.random.normal(draw, flat.shape, flat.dtype)) / privacy.expected_batch_size
+        return unravel(noisy), NoiseState(jax.random.key_data(key))
 
     return optax.chain(optax.GradientTransformation(init_fn, update_fn), optimizer)
 
