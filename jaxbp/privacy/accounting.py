@@ -8,6 +8,8 @@ that reaches a target epsilon.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 
 from ..errors import ConfigError, MissingExtraError
@@ -23,6 +25,18 @@ def _dp_accounting():
         raise MissingExtraError("privacy accounting needs Google's dp-accounting package: "
                                 "pip install 'jaxbp[privacy]' (or pip install dp-accounting)") from None
     return dp_accounting
+
+
+@contextlib.contextmanager
+def _quiet():
+    """RDP logs (absl) each Renyi order it leaves out as not converging; the bound stays valid, so hush it."""
+    logger = logging.getLogger("absl")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def make_accountant(name: str):
@@ -49,7 +63,8 @@ def epsilon(q: float, sigma: float, steps: int, delta: float, accountant: str = 
         return math.inf
     counter = make_accountant(accountant)
     counter.compose(dp_sgd_event(q, sigma, steps))
-    return float(counter.get_epsilon(delta))
+    with _quiet():
+        return float(counter.get_epsilon(delta))
 
 
 def calibrate_sigma(target_epsilon: float, q: float, steps: int, delta: float, accountant: str = "rdp") -> float:
@@ -57,9 +72,9 @@ def calibrate_sigma(target_epsilon: float, q: float, steps: int, delta: float, a
     dp = _dp_accounting()
     if not target_epsilon > 0:
         raise ConfigError(f"privacy.target_epsilon must be > 0, got {target_epsilon}")
-    sigma = dp.calibrate_dp_mechanism(lambda: make_accountant(accountant), lambda s: dp_sgd_event(q, s, steps),
-                                      target_epsilon, delta,
-                                      dp.LowerEndpointAndGuess(0.05, 1.0), tol=1e-4)
+    with _quiet():
+        sigma = dp.calibrate_dp_mechanism(lambda: make_accountant(accountant), lambda s: dp_sgd_event(q, s, steps),
+                                          target_epsilon, delta, dp.LowerEndpointAndGuess(0.05, 1.0), tol=1e-4)
     sigma = float(sigma)
     while epsilon(q, sigma, steps, delta, accountant) > target_epsilon:  # tol may land just below the boundary
         sigma += 1e-4

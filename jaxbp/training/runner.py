@@ -90,7 +90,7 @@ def make_epoch_fn(model: Model, optimizer: optax.GradientTransformation, batch_s
 
     def epoch(params, opt_state, shuffle_key, index, x, y, x_test, y_test):
         key = jax.random.fold_in(shuffle_key, index)
-        order, *masks = epoch_batches(key, x.shape[0], batch_size) if sample is None else sample(key, x.shape[0])
+        order, *masks = (epoch_batches(key, x.shape[0], batch_size),) if sample is None else sample(key, x.shape[0])
         shared = (None,) * 5
         params, opt_state, metrics = jax.vmap(one, in_axes=(0, 0, *shared))(
             params, opt_state, (x[order], y[order], *masks[:1]), x, y, x_test, y_test)
