@@ -55,7 +55,8 @@ SPEC = "64-256-256-4:128"  # a per-example (n, 256, 256) float32 weight gradient
 def _assert_no_per_example_array(row):
     assert row["jaxbp-dp"] <= 1.5 * row["plain"] + (1 << 20), row
     assert row["jaxbp-dp"] < row["per_example_weight_bytes"] / 8, row
-    assert row["vmapped-dp"] > row["per_example_weight_bytes"], row  # the check can fail: the usual route does build it
+    if "vmapped-dp" in row:  # the check can fail: the usual route does build the array
+        assert row["vmapped-dp"] > row["per_example_weight_bytes"], row
 
 
 def test_compiled_private_step_builds_no_per_example_array_with_and_without_ynnpack():
