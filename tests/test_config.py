@@ -10,7 +10,8 @@ from jaxbp.training.config import OPTIMIZERS, SCHEDULES, SCHEMA, parse_override,
 
 def test_defaults_are_the_issue_run():
     config = load_config()
-    assert list(config) == ["data", "model", "optimizer", "train"]
+    assert list(config) == ["data", "model", "optimizer", "train", "privacy"]
+    assert config["privacy"]["enabled"] is False
     assert config["data"]["name"] == "spiral"
     assert config["model"] == {"hidden": [64, 64], "activation": "relu", "loss": "softmax_cross_entropy"}
     assert config["optimizer"]["name"] == "sgd" and config["optimizer"]["momentum"] == 0.0
