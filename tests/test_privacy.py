@@ -176,16 +176,14 @@ def test_private_step_needs_the_noise_in_its_optimizer(noisy_setup):
 
 
 def test_scan_and_replica_steps_take_the_same_switch(noisy_setup):
+    """Two private steps (different masks) in a scan of stacked replicas equal the same two single steps."""
     model, params, x, y, dp, optimizer, step = noisy_setup
     state = optimizer.init(params)
     masks = np.stack([np.arange(16) < 12, np.arange(16) < 9])
     p, s = params, state
     for mask in masks:
         p, s, _ = step(p, s, x, y, mask)
-    scanned = jaxbp.make_scan_step(model, optimizer, privacy=dp)(params, state, np.stack([x, x]),
-                                                                   np.stack([y, y]), masks)[0]
-    np.testing.assert_allclose(_flat(p), _flat(scanned), **TOL)
     stack = jax.tree.map(lambda a: np.stack([a, a]), (params, state))
-    replicas = jaxbp.make_replica_step(model, optimizer, privacy=dp)(*stack, x, y, masks[0])[0]
-    one = step(params, state, x, y, masks[0])[0]
-    np.testing.assert_allclose(_flat(jax.tree.map(lambda a: a[1], replicas)), _flat(one), **TOL)
+    replicas = jaxbp.make_replica_step(model, optimizer, privacy=dp, scan=True)(
+        *stack, np.stack([x, x]), np.stack([y, y]), masks)[0]  # make_scan_step is this scan without the vmap
+    np.testing.assert_allclose(_flat(jax.tree.map(lambda a: a[1], replicas)), _flat(p), **TOL)
