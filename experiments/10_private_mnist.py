@@ -26,8 +26,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 import jaxbp
-from _common import COLORS, check, default_out, log, run_cli, save_figure, write_results
+from _common import check, default_out, log, run_cli, save_figure, write_results
 from jaxbp.privacy import epsilon
+from jaxbp.training.plots import COLORS
 
 NAME = Path(__file__).stem
 EPSILONS = (1.0, 3.0, 8.0)
