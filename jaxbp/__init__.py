@@ -21,6 +21,9 @@ from .inference import load_run as load_run
 from .networks import Model as Model
 from .networks import mlp as mlp
 from .networks import network as network
+from . import privacy as privacy
+from .privacy import DPConfig as DPConfig
+from .privacy import private_optimizer as private_optimizer
 from .plugins import Activation as Activation
 from .plugins import Layer as Layer
 from .plugins import Loss as Loss

@@ -36,6 +36,7 @@ class Model(NamedTuple):
     d_out: int
     loss_name: str
     rule: str = "backprop"  # the backward rule (jaxbp.plugins.rules): what each layer sends back
+    layers: tuple = ()  # the Layer plugins, in order (private training walks their caches)
 
 
 def _output_size(layer: Layer, d_in: int) -> int:
@@ -128,7 +129,7 @@ def network(d_in: int, layers: Sequence[Layer], loss: str, rule: str = "backprop
         return per_example_value_and_grad(params, x, y)[1]
 
     return Model(init, apply, predict, mean_loss, value_and_grad, per_example_grads, per_example_value_and_grad,
-                 targets, d_in, d_out, loss_name, rule)
+                 targets, d_in, d_out, loss_name, rule, layers)
 
 
 def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: str = "softmax_cross_entropy",

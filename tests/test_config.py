@@ -10,7 +10,8 @@ from jaxbp.training.config import OPTIMIZERS, SCHEDULES, SCHEMA, parse_override,
 
 def test_defaults_are_the_issue_run():
     config = load_config()
-    assert list(config) == ["data", "model", "optimizer", "train"]
+    assert list(config) == ["data", "model", "optimizer", "train", "privacy"]
+    assert config["privacy"]["enabled"] is False
     assert config["data"]["name"] == "spiral"
     assert config["model"] == {"hidden": [64, 64], "activation": "relu", "loss": "softmax_cross_entropy",
                                "rule": "backprop"}
@@ -73,7 +74,7 @@ def test_every_optimizer_and_schedule_is_accepted_with_its_arguments():
     (["train.epochs"], "bad --set 'train.epochs': use --set section.key=value"),
     (["epochs=3"], "use --set section.key=value"),
     (["a.b.c=3"], "use --set section.key=value"),
-    (["trian.epochs=3"], "unknown config section(s) trian; known sections: data, model, optimizer, train"),
+    (["trian.epochs=3"], "unknown config section(s) trian; known sections: data, model, optimizer, train, privacy"),
     (["train.epoch=3"], "unknown key(s) train.epoch; known keys of [train]: epochs, batch_size"),
     (["optimizer.name=lbfgs"], "unknown optimizer.name 'lbfgs'; known: sgd, adam, adamw, rmsprop"),
     (["optimizer.schedule=step"], "unknown optimizer.schedule 'step'; known: constant, linear, cosine"),

@@ -167,12 +167,12 @@ def memory(pairs) -> list[dict]:
     return rows
 
 
-def memory_without_ynnpack(pairs) -> list[dict] | str:
-    """``memory(pairs)`` in a child process with XLA_FLAGS += YNN_OFF; a string says why it failed."""
+def memory_without_ynnpack(pairs, module: str = "jaxbp.bench.special") -> list[dict] | str:
+    """``memory(pairs)`` of ``module`` in a child process with XLA_FLAGS += YNN_OFF; a string says why it failed."""
     env = dict(os.environ, XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " " + YNN_OFF).strip(),
                JAX_PLATFORMS="cpu")
-    args = [f"{config}:{n}" for config, n in pairs]
-    proc = subprocess.run([sys.executable, "-m", "jaxbp.bench.special", "memory", *args],
+    args = [pair if isinstance(pair, str) else f"{pair[0]}:{pair[1]}" for pair in pairs]
+    proc = subprocess.run([sys.executable, "-m", module, "memory", *args],
                           env=env, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
         return f"child process failed: {proc.stderr.strip().splitlines()[-1:]}"

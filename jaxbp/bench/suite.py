@@ -16,6 +16,7 @@ import time
 import jax.numpy as jnp
 
 from . import contenders as bench_contenders
+from . import privacy as bench_privacy
 from . import report as bench_report
 from . import special as bench_special
 from . import targets as bench_targets
@@ -28,6 +29,7 @@ SUITES = {
     "cpu": {"configs": CONFIGS, "batches": (128, 1024, 8192), "dtypes": ("float32",), "matmul": 2048},
     "accelerator": {"configs": ACCELERATOR_CONFIGS, "batches": (1024, 8192, 65536), "dtypes": ("float32", "bfloat16"),
                     "matmul": 8192},
+    "privacy": {"configs": {"mnist": CONFIGS["mnist"]}, "batches": (1024,), "dtypes": ("float32",), "matmul": 0},
 }
 
 
@@ -97,6 +99,8 @@ def step_rows(configs, batches, dtypes, *, rounds, block_s, matmul_size, torch, 
 
 
 def run(args) -> int:
+    if args.suite == "privacy":
+        return bench_privacy.run(args)  # its own contenders, targets and tables
     start = time.perf_counter()
     suite = SUITES[args.suite]
     configs = _names(args.configs, suite["configs"], "config")

@@ -10,7 +10,8 @@ from ..bench.suite import PARTS, SUITES
 def add_arguments(parser) -> None:
     parser.add_argument("--suite", choices=tuple(SUITES), default="cpu",
                         help="cpu (default): the toy, mnist and deep models at n=128/1024/8192 in float32; accelerator: wider "
-                             "models, n up to 65536, float32 and bfloat16, on jax.devices()")
+                             "models, n up to 65536, float32 and bfloat16, on jax.devices(); privacy: DP-SGD's step against "
+                             "the ordinary one, vmapped per-example clipping and Opacus")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smallest batch only, shallower sweeps")
     parser.add_argument("--configs", help="comma-separated config names (default: all of the suite)")
     parser.add_argument("--batches", help="comma-separated batch sizes (default: the suite's)")

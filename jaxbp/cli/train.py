@@ -64,6 +64,12 @@ def report(summary: dict, run_dir) -> None:
         shown = (lambda v: f"{v:.1%}") if name.endswith("accuracy") else (lambda v: f"{v:.4f}")
         print(f"spread {name:<14}: mean {shown(s['mean'])} std {shown(s['std'])} "
               f"min {shown(s['min'])} max {shown(s['max'])}")
+    if "privacy" in summary:
+        p = summary["privacy"]
+        print(f"private: epsilon {p['epsilon']:.3f} at delta {p['delta']:g} ({p['accountant']} accountant), "
+              f"noise multiplier {p['noise_multiplier']:.4g}, clip norm {p['clip_norm']:g}, {p['sampling']} sampling "
+              f"q {p['q']:.4g}, {p['steps']} steps, {p['dropped_examples']} sampled example(s) over the batch "
+              f"capacity dropped")
     mean = " (mean over replicas)" if summary["replicas"] > 1 else ""
     print(f"final{mean}: train-set loss {summary['train_loss']:.4f} acc {summary['train_accuracy']:.1%}, "
           f"test loss {summary['test_loss']:.4f} acc {summary['test_accuracy']:.1%}")

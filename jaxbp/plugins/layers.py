@@ -22,6 +22,9 @@ class Layer(NamedTuple):
     init: Callable[[jax.Array, int], tuple[int, Any]]
     forward: Callable[[Any, jax.Array], tuple[jax.Array, Any]]
     backward: Callable[[Any, Any, jax.Array], tuple[Any, jax.Array]]
+    # optional, for private training: (params, cache, dJ_i/dy (n, ...)) -> each example's squared gradient norm (n,);
+    # without it jaxbp.privacy vmaps the single-example backward (correct, but builds per-example gradients)
+    per_example_sq_norms: Callable[[Any, Any, jax.Array], jax.Array] | None = None
 
 
 class LayerPlugin(NamedTuple):
@@ -77,7 +80,13 @@ def dense(features: int, activation: str = "identity") -> Layer:
         dx = dz @ params["w"]  # dJ/dx = w^T dz
         return {"w": dw, "b": db}, dx
 
-    return Layer(init, forward, backward)
+    def per_example_sq_norms(params, cache, g):
+        x, z, a = cache
+        dz = act.backward(z, a, g)
+        # ||dz_i x_i^T||_F^2 + ||dz_i||^2 = ||dz_i||^2 (||x_i||^2 + 1): weight and bias, no outer product built
+        return jnp.sum(dz * dz, axis=-1) * (jnp.sum(x * x, axis=-1) + 1)
+
+    return Layer(init, forward, backward, per_example_sq_norms)
 
 
 def layer_norm(eps: float = 1e-5) -> Layer:

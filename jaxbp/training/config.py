@@ -6,6 +6,7 @@ A config is a dict of four sections of scalars and lists, the same shape as its 
     [model]      hidden sizes, activation(s), loss, rule -> jaxbp.mlp([d, *hidden, k])
     [optimizer]  an optax optimizer by name, its arguments, a learning-rate schedule
     [train]      epochs, batch size, seed, replicas, checkpoints, plots
+    [privacy]    differentially private training: clip norm, noise or target epsilon, delta, accountant
 
 ``load_config`` fills every missing key from ``SCHEMA`` and type-checks the rest; a key whose
 default is None (``data.n``, ``data.noise``...) is filled in by the run from the dataset, and
@@ -40,6 +41,11 @@ SCHEMA = {
         "epochs": (60, "int"), "batch_size": (32, "int"), "seed": (0, "int"), "replicas": (1, "int"),
         "per_example": (False, "bool"), "checkpoint_every": (10, "int"), "plots": (True, "bool"),
         "on_nonfinite": ("stop", "str"),  # a NaN/Inf loss or params: stop (keeping the last finite checkpoint) or continue
+    },
+    "privacy": {  # DP-SGD (jaxbp.privacy); noise_multiplier or target_epsilon, the other is filled in
+        "enabled": (False, "bool"), "clip_norm": (1.0, "float"), "noise_multiplier": (None, "float"),
+        "target_epsilon": (None, "float"), "delta": (1e-5, "float"), "accountant": ("rdp", "str"),
+        "sampling": ("poisson", "str"),
     },
 }
 # optimizer name -> (optax factory, its arguments with defaults); momentum 0 means none
@@ -214,7 +220,7 @@ def resolve_schedule(section: dict, total_steps: int) -> dict:
     return section
 
 
-def make_optimizer(section: dict) -> optax.GradientTransformation:
+def make_optimizer(section: dict, wrap=None) -> optax.GradientTransformation:
     """The optax optimizer the [optimizer] section names, its learning rate injected as a hyperparameter.
 
     ``opt_state.hyperparams["learning_rate"]`` holds the peak rate, so replicas stacked with
@@ -230,7 +236,8 @@ def make_optimizer(section: dict) -> optax.GradientTransformation:
         def rate(count):  # the schedule sees a float step, so it is as precise as the params
             return learning_rate * shape(count.astype(learning_rate.dtype))
 
-        return factory(learning_rate if shape is None else rate, **args)
+        optimizer = factory(learning_rate if shape is None else rate, **args)
+        return optimizer if wrap is None else wrap(optimizer)  # e.g. jaxbp.private_optimizer: DP noise first
 
     return optax.inject_hyperparams(build)(learning_rate=learning_rates(section)[0])
 

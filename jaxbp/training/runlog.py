@@ -147,7 +147,8 @@ def describe(row: dict, epochs: int) -> str:
 def _metrics(row: dict) -> str:
     mean = {name: float(np.mean(row[name])) for name in METRIC_NAMES}
     return (f"batch loss {mean['batch_loss']:.4f} train acc {mean['train_accuracy']:.1%} "
-            f"test loss {mean['test_loss']:.4f} test acc {mean['test_accuracy']:.1%}")
+            f"test loss {mean['test_loss']:.4f} test acc {mean['test_accuracy']:.1%}"
+            + (f" eps {row['epsilon']:.2f}" if "epsilon" in row else ""))  # a private run: epsilon spent so far
 
 
 def summarize(rows: list[dict], replicas: int, extra: dict) -> dict:

@@ -33,6 +33,8 @@ from ..errors import ConfigError
 from ..plugins.losses import get_loss
 from ..networks import Model, mlp
 from ..plugins.rules import get_rule, trainable
+from ..privacy import private_optimizer
+from ..privacy import training as _privacy
 from .plots import save_plots
 from .record import make_record, recorded_plugins, replica_labels, write_record
 from ..plugins.user import load_plugins
@@ -61,6 +63,7 @@ class Run(NamedTuple):
     epoch: Callable  # jitted (params, opt_state, shuffle_key, epoch, x, y, x_test, y_test) -> (..., metrics)
     steps_per_epoch: int
     replicas: int
+    privacy: dict | None = None  # the resolved [privacy] settings of a DP-SGD run
 
 
 def epoch_batches(key: jax.Array, n: int, batch_size: int) -> jax.Array:
@@ -70,12 +73,15 @@ def epoch_batches(key: jax.Array, n: int, batch_size: int) -> jax.Array:
 
 
 def make_epoch_fn(model: Model, optimizer: optax.GradientTransformation, batch_size: int, *,
-                  per_example: bool = False) -> Callable:
-    """One jitted epoch for stacked replicas: shuffle, all full batches in one scan, then evaluate."""
-    run_steps = scan_steps(train_step_fn(model, optimizer, per_example=per_example))
+                  per_example: bool = False, privacy=None, sample=None) -> Callable:
+    """One jitted epoch for stacked replicas: shuffle, all full batches in one scan, then evaluate.
 
-    def one(params, opt_state, xs, ys, x, y, x_test, y_test):
-        params, opt_state, losses = run_steps(params, opt_state, xs, ys)
+    A private run (``privacy``) may ``sample(key, n) -> (indices, masks, dropped)`` its batches instead.
+    """
+    run_steps = scan_steps(train_step_fn(model, optimizer, per_example=per_example, privacy=privacy))
+
+    def one(params, opt_state, batches, x, y, x_test, y_test):
+        params, opt_state, losses = run_steps(params, opt_state, *batches)
         train_loss, train_acc = evaluate(model, params, x, y)
         test_loss, test_acc = evaluate(model, params, x_test, y_test)
         metrics = {"batch_loss": jnp.mean(losses), "train_loss": train_loss, "train_accuracy": train_acc,
@@ -84,9 +90,12 @@ def make_epoch_fn(model: Model, optimizer: optax.GradientTransformation, batch_s
         return params, opt_state, metrics
 
     def epoch(params, opt_state, shuffle_key, index, x, y, x_test, y_test):
-        order = epoch_batches(jax.random.fold_in(shuffle_key, index), x.shape[0], batch_size)
-        shared = (None,) * 6
-        return jax.vmap(one, in_axes=(0, 0, *shared))(params, opt_state, x[order], y[order], x, y, x_test, y_test)
+        key = jax.random.fold_in(shuffle_key, index)
+        order, *masks = (epoch_batches(key, x.shape[0], batch_size),) if sample is None else sample(key, x.shape[0])
+        shared = (None,) * 5
+        params, opt_state, metrics = jax.vmap(one, in_axes=(0, 0, *shared))(
+            params, opt_state, (x[order], y[order], *masks[:1]), x, y, x_test, y_test)
+        return params, opt_state, {**metrics, "dropped": masks[1]} if masks else metrics
 
     return jax.jit(epoch)
 
@@ -111,18 +120,20 @@ def build(config: dict) -> Run:
                           f"use at most {n_train}, or 0 for full batch")
     out = 1 if model_cfg["loss"] == "binary_cross_entropy" else data.num_classes
     steps = n_train // batch
+    privacy = _privacy.plan(config["privacy"], n_train, batch, train_cfg["epochs"] * steps, not train_cfg["batch_size"])
     config["optimizer"] = resolve_schedule(config["optimizer"], train_cfg["epochs"] * steps)
     rates = learning_rates(config["optimizer"])
     spec = {"sizes": [data.x_train.shape[1], *model_cfg["hidden"], out], "activation": model_cfg["activation"],
             "loss": model_cfg["loss"], "optimizer": {**config["optimizer"], "learning_rate": 1.0}, "batch": batch,
             "per_example": train_cfg["per_example"], "replicas": train_cfg["replicas"], "rates": len(rates),
-            "rule": model_cfg["rule"]}
+            "rule": model_cfg["rule"],
+            "privacy": privacy and {**privacy, "seed": train_cfg["seed"], "steps": steps}}
     activation = model_cfg["activation"]
     names = [activation] * len(model_cfg["hidden"]) if isinstance(activation, str) else activation
     plugins = (get_loss(model_cfg["loss"]), *map(get_activation, names), get_rule(model_cfg["rule"]))
     model, optimizer, init, epoch, replicas = _programs(json.dumps(spec, sort_keys=True), plugins)
     rates = jnp.asarray(rates * (replicas // len(rates)))  # each replica's peak learning rate
-    return Run(config, data, model, optimizer, lambda key: init(key, rates), epoch, steps, replicas)
+    return Run(config, data, model, optimizer, lambda key: init(key, rates), epoch, steps, replicas, privacy)
 
 
 @functools.lru_cache(maxsize=8)
@@ -132,7 +143,9 @@ def _programs(spec: str, plugins: tuple):
     key, so re-registering a name rebuilds."""
     del plugins
     spec = json.loads(spec)
-    model, optimizer = mlp(spec["sizes"], spec["activation"], spec["loss"], spec["rule"]), make_optimizer(spec["optimizer"])
+    private = spec["privacy"] and _privacy.dp_config(spec["privacy"], spec["privacy"]["seed"])
+    model = mlp(spec["sizes"], spec["activation"], spec["loss"], spec["rule"])
+    optimizer = make_optimizer(spec["optimizer"], private and functools.partial(private_optimizer, privacy=private))
     replicas = max(spec["replicas"], spec["rates"])
     offsets = jnp.arange(replicas) if spec["replicas"] > 1 else jnp.zeros(replicas, int)
 
@@ -143,7 +156,8 @@ def _programs(spec: str, plugins: tuple):
         lr = rates.astype(opt_state.hyperparams["learning_rate"].dtype)
         return params, opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
 
-    epoch = make_epoch_fn(model, optimizer, spec["batch"], per_example=spec["per_example"])
+    epoch = make_epoch_fn(model, optimizer, spec["batch"], per_example=spec["per_example"], privacy=private,
+                          sample=private and _privacy.sampler(spec["privacy"], spec["privacy"]["steps"]))
     return model, optimizer, jax.jit(init), epoch, replicas
 
 
@@ -228,6 +242,7 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog) -> TrainRes
             first_epoch_s = first_epoch_s or time.perf_counter() - start  # includes compiling the epoch
             step = state.step + run.steps_per_epoch
             row = _runlog.metrics_row(index + 1, step, offset + time.perf_counter() - start, metrics, run.replicas)
+            row.update(_privacy.epoch_row(run.privacy, step, metrics) if run.privacy else {})
             bad = _guard.nonfinite_names(row, metrics["params_finite"])
             log.epoch({**row, _guard.FLAG: bad} if bad else row)  # a signal from here on: resume drops the row
             state = Checkpoint(params, opt_state, step, index + 1, state.key)  # the epoch is done only now
@@ -250,6 +265,9 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog) -> TrainRes
         "dropped_per_epoch": data.x_train.shape[0] % (train_cfg["batch_size"] or data.x_train.shape[0]),
         "dtype": str(data.x_train.dtype), "resumed_from_epoch": first, "wall_time_s": round(wall, 3),
         "first_epoch_s": round(first_epoch_s, 3), "examples_per_second": round(per_epoch * timed[0] / timed[1], 1)})
+    if run.privacy:
+        summary["privacy"] = _privacy.summary(run.privacy, log.rows)
+        summary["dropped_per_epoch"] = 0 if run.privacy["sampling"] == "poisson" else summary["dropped_per_epoch"]
     if run.replicas > 1:
         summary["per_replica"] = _per_replica(log.rows[-1], state.opt_state, train_cfg["replicas"] > 1)
     params = state.params if run.replicas > 1 else jax.tree.map(lambda leaf: leaf[0], state.params)

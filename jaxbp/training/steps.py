@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..fold import fold_batch_sums
 from ..networks import Model
 from ..plugins.rules import join, split, trainable
+from ..privacy import DPConfig, private_step_fn
 
 
 def per_example_value_and_grad(model: Model) -> Callable:
@@ -34,8 +35,19 @@ def per_example_value_and_grad(model: Model) -> Callable:
     return fold_batch_sums(value_and_grad)
 
 
-def train_step_fn(model: Model, optimizer: optax.GradientTransformation, *, per_example: bool = False) -> Callable:
-    """The pure, un-jitted step ``(params, opt_state, x, y) -> (params, opt_state, loss)``."""
+def train_step_fn(model: Model, optimizer: optax.GradientTransformation, *, per_example: bool = False,
+                  privacy: DPConfig | None = None) -> Callable:
+    """The pure, un-jitted step ``(params, opt_state, x, y) -> (params, opt_state, loss)``.
+
+    With ``privacy`` it is DP-SGD (``jaxbp.privacy``): ``optimizer`` must be ``jaxbp.private_optimizer(opt,
+    privacy)``, and the step takes an optional ``mask`` of the real rows of a Poisson batch.
+    """
+    if privacy is not None:
+        if model.rule != "backprop" or per_example:
+            raise ConfigError(f"private training clips the exact per-example gradients of the backprop rule, from "
+                              f"the batched backward; drop per_example=True and use rule 'backprop' (got rule "
+                              f"{model.rule!r}, per_example={per_example})")
+        return private_step_fn(model, optimizer, privacy)
     value_and_grad = per_example_value_and_grad(model) if per_example else model.value_and_grad
 
     def step(params, opt_state, x, y):
@@ -58,37 +70,41 @@ def _check_opt_state(model: Model, optimizer, opt_state, trained) -> None:
 
 
 def make_train_step(model: Model, optimizer: optax.GradientTransformation, *, per_example: bool = False,
-                    checks: bool = False) -> Callable:
+                    checks: bool = False, privacy: DPConfig | None = None) -> Callable:
     """A jitted step ``(params, opt_state, x, y) -> (params, opt_state, loss)``; ``checks=True`` checks the
     values inside jit too (NaN/Inf, label and target ranges: the same DataError as outside jit, at a cost)."""
-    return _checked.jit(train_step_fn(model, optimizer, per_example=per_example), checks)
+    return _checked.jit(train_step_fn(model, optimizer, per_example=per_example, privacy=privacy), checks)
 
 
 def scan_steps(step: Callable) -> Callable:
-    """Fuse a step over K batches: ``(params, opt_state, xs (K, B, d), ys (K, B, ...)) -> (..., losses (K,))``."""
+    """Fuse a step over K batches: ``(params, opt_state, xs (K, B, d), ys (K, B, ...)) -> (..., losses (K,))``;
+    a private step also takes masks (K, B)."""
 
-    def run(params, opt_state, xs, ys):
+    def run(params, opt_state, xs, ys, *masks):
         def body(carry, batch):
             params, opt_state, loss = step(*carry, *batch)
             return (params, opt_state), loss
 
-        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), (xs, ys))
+        (params, opt_state), losses = jax.lax.scan(body, (params, opt_state), (xs, ys, *masks))
         return params, opt_state, losses
 
     return run
 
 
 def make_scan_step(model: Model, optimizer: optax.GradientTransformation, *, per_example: bool = False,
-                   checks: bool = False) -> Callable:
+                   checks: bool = False, privacy: DPConfig | None = None) -> Callable:
     """K steps inside one jitted ``lax.scan``; same result as K calls of ``make_train_step``."""
-    return _checked.jit(scan_steps(train_step_fn(model, optimizer, per_example=per_example)), checks)
+    return _checked.jit(scan_steps(train_step_fn(model, optimizer, per_example=per_example, privacy=privacy)),
+                        checks)
 
 
 def make_replica_step(model: Model, optimizer: optax.GradientTransformation, *, per_example: bool = False,
-                      scan: bool = False, checks: bool = False) -> Callable:
-    """Train K replicas at once: params and opt_state carry a leading K axis; the batches are shared."""
-    step = train_step_fn(model, optimizer, per_example=per_example)
-    return _checked.jit(jax.vmap(scan_steps(step) if scan else step, in_axes=(0, 0, None, None)), checks)
+                      scan: bool = False, checks: bool = False, privacy: DPConfig | None = None) -> Callable:
+    """Train K replicas at once: params and opt_state carry a leading K axis; the batches (and masks) are shared."""
+    step = train_step_fn(model, optimizer, per_example=per_example, privacy=privacy)
+    step = scan_steps(step) if scan else step
+    return _checked.jit(lambda params, opt_state, *batch: jax.vmap(step, in_axes=(0, 0) + (None,) * len(batch))(
+        params, opt_state, *batch), checks)
 
 
 def init_replicas(model: Model, optimizer: optax.GradientTransformation, keys: jax.Array):

@@ -1,0 +1,179 @@
+"""DP-SGD from the hand-written backward: per-example norms from each layer's cache, no per-example gradient.
+
+The book-keeping method (Bu et al. 2023, on ghost norms: Goodfellow 2015, Li et al. 2022):
+
+1. one forward pass keeps every layer's cache; the loss gives each example's own error dJ_i/dz (not / n);
+2. walking back, each layer gets its incoming errors g_i and adds example i's squared gradient norm --
+   for a dense layer ||dz_i x_i^T||^2 + ||dz_i||^2 = ||dz_i||^2 (||x_i||^2 + 1), from the cache alone;
+3. the clip factors c_i = min(1, C / ||g_i||) over ALL layers (global, not per layer);
+4. each layer's backward runs once more on c_i g_i: its batch rule sums over examples, so a dense layer
+   gives sum_i c_i dz_i x_i^T = (c * dZ)^T X, one matmul -- no (n, d_out, d_in) array is built;
+5. ``private_optimizer`` adds N(0, (sigma C)^2) from a key in its optax state and divides by the
+   expected batch size B.
+
+A layer without a ``per_example_sq_norms`` rule falls back to vmapping its single-example backward and
+taking the norm of each example's gradient: correct, but it builds that layer's per-example gradients.
+Layers must treat examples independently (the batch rule is a sum over examples) and keep the batch
+axis first in every cache leaf.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from ..errors import ConfigError
+from ..networks import Model
+from ..plugins.layers import Layer
+from ..plugins.losses import get_loss
+from ..validate import check_batch
+
+
+class DPConfig(NamedTuple):
+    """DP-SGD's settings: clip each example's gradient to ``clip_norm``, add N(0, (noise_multiplier
+    clip_norm)^2) to the sum, divide by ``expected_batch_size`` (q n under Poisson sampling, B for fixed batches)."""
+
+    clip_norm: float
+    noise_multiplier: float
+    expected_batch_size: float
+    seed: int = 0  # the noise key's seed; the key then lives in the optimizer state
+
+
+def check_privacy(privacy: DPConfig) -> DPConfig:
+    if not isinstance(privacy, DPConfig):
+        raise ConfigError(f"privacy must be a jaxbp.DPConfig(clip_norm=..., noise_multiplier=..., "
+                          f"expected_batch_size=...), got {type(privacy).__name__}")
+    for name, low in (("clip_norm", 0.0), ("expected_batch_size", 0.0)):
+        if not getattr(privacy, name) > low:
+            raise ConfigError(f"DPConfig.{name} must be > 0, got {getattr(privacy, name)!r}")
+    if not privacy.noise_multiplier >= 0:
+        raise ConfigError(f"DPConfig.noise_multiplier must be >= 0 (0: clipping only, not private), "
+                          f"got {privacy.noise_multiplier!r}")
+    return privacy
+
+
+def _fallback_sq_norms(layer: Layer) -> Callable:
+    """Squared norm of each example's gradient, from the single-example backward vmapped (builds them)."""
+
+    def one(params, cache, g):
+        grads = layer.backward(params, cache, g)[0]
+        return sum(jnp.sum(leaf * leaf) for leaf in jax.tree.leaves(grads))
+
+    return jax.vmap(one, in_axes=(None, 0, 0))
+
+
+def sq_norm_rule(layer: Layer) -> Callable:
+    return layer.per_example_sq_norms or _fallback_sq_norms(layer)
+
+
+def _scale_rows(c, g):
+    return c.reshape(c.shape + (1,) * (g.ndim - 1)) * g
+
+
+def _walk_back(model: Model, params, x, y, mask):
+    """Forward, then back with per-example errors: (losses (n,), caches, each layer's incoming errors, sq norms (n,))."""
+    if not model.layers:
+        raise ConfigError("private training needs a model built by jaxbp.network or jaxbp.mlp (it walks their layers)")
+    check_batch(x, y, model.d_in)
+    loss = get_loss(model.loss_name)
+    caches, z = [], x
+    for layer, p in zip(model.layers, params):
+        z, cache = layer.forward(p, z)
+        caches.append(cache)
+    t = model.targets(y).astype(z.dtype)
+    losses = jax.vmap(loss.value)(z, t)
+    g = jax.vmap(loss.backward)(z, t)  # dJ_i/dz for each example, not divided by n
+    if mask is not None:
+        g = _scale_rows(mask.astype(g.dtype), g)  # padding rows: zero error, zero norm, zero gradient
+    incoming, sq = [None] * len(caches), jnp.zeros(x.shape[0], g.dtype)
+    for i in reversed(range(len(caches))):
+        layer, p = model.layers[i], params[i]
+        incoming[i] = g
+        sq = sq + sq_norm_rule(layer)(p, caches[i], g)  # ||g_i||^2 summed over layers
+        g = layer.backward(p, caches[i], g)[1]  # only dJ/dx is used here; XLA drops the unused weight sums
+    return losses, caches, incoming, sq
+
+
+def per_example_norms(model: Model, params, x, y) -> jax.Array:
+    """Each example's global gradient norm ||g_i|| (n,), from the layers' caches."""
+    return jnp.sqrt(_walk_back(model, params, x, y, None)[3])
+
+
+def clipped_sum(model: Model, clip_norm: float) -> Callable:
+    """``(params, x, y, mask=None) -> (mean loss over the real rows, sum_i c_i g_i, norms (n,))``."""
+
+    def value_and_sum(params, x, y, mask=None):
+        losses, caches, incoming, sq = _walk_back(model, params, x, y, mask)
+        norms = jnp.sqrt(sq)
+        c = clip_norm / jnp.maximum(norms, clip_norm)  # c_i = min(1, C / ||g_i||), 1 at ||g_i|| = 0
+        grads = [layer.backward(p, cache, _scale_rows(c.astype(g.dtype), g))[0]  # (c * dZ)^T X per layer
+                 for layer, p, cache, g in zip(model.layers, params, caches, incoming)]
+        weights = jnp.ones_like(losses) if mask is None else mask.astype(losses.dtype)
+        loss = jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1)
+        return loss, grads, norms
+
+    return value_and_sum
+
+
+def _normal(key, like, rows: int = 32) -> jax.Array:
+    """N(0, 1) shaped like ``like``; a matrix is drawn ``rows`` rows at a time, so the RNG's temporaries stay
+    small (mnist: 1.9 instead of 6.6 MiB, the same time; measured)."""
+    if like.ndim < 2:
+        return jax.random.normal(key, like.shape, like.dtype)
+    draw = lambda k: jax.random.normal(k, like.shape[1:], like.dtype)  # noqa: E731
+    return jax.lax.map(draw, jax.random.split(key, like.shape[0]), batch_size=rows)
+
+
+class NoiseState(NamedTuple):
+    key: jax.Array  # raw uint32 key data, so checkpoints store it as an ordinary array
+
+
+def private_optimizer(optimizer: optax.GradientTransformation, privacy: DPConfig) -> optax.GradientTransformation:
+    """``optimizer`` preceded by DP-SGD's noise: updates = (sum_i c_i g_i + N(0, (sigma C)^2)) / B.
+
+    The noise key lives in the state: each step draws fresh noise and a checkpoint resumes it bit-exactly.
+    """
+    check_privacy(privacy)
+    std = privacy.noise_multiplier * privacy.clip_norm
+
+    def init_fn(params):
+        del params
+        return NoiseState(jax.random.key_data(jax.random.key(privacy.seed)))
+
+    def update_fn(updates, state, params=None):
+        del params
+        key, draw = jax.random.split(jax.random.wrap_key_data(state.key))
+        leaves, tree = jax.tree.flatten(updates)
+        keys = jax.random.split(draw, len(leaves))
+        noisy = [(u + std * _normal(k, u)) / privacy.expected_batch_size for u, k in zip(leaves, keys)]
+        return jax.tree.unflatten(tree, noisy), NoiseState(jax.random.key_data(key))
+
+    return optax.chain(optax.GradientTransformation(init_fn, update_fn), optimizer)
+
+
+def _has_noise(opt_state) -> bool:
+    nodes = jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, NoiseState))
+    return any(isinstance(s, NoiseState) for s in nodes)
+
+
+def private_step_fn(model: Model, optimizer: optax.GradientTransformation, privacy: DPConfig) -> Callable:
+    """The pure DP-SGD step ``(params, opt_state, x, y, mask=None) -> (params, opt_state, loss)``.
+
+    ``optimizer`` must come from ``private_optimizer(..., privacy)`` (it adds the noise and divides by B);
+    ``mask`` marks the real rows of a fixed-capacity Poisson batch.
+    """
+    check_privacy(privacy)
+    value_and_sum = clipped_sum(model, privacy.clip_norm)
+
+    def step(params, opt_state, x, y, mask=None):
+        if not _has_noise(opt_state):
+            raise ConfigError("a private step needs the noise in its optimizer: build it with "
+                              "jaxbp.private_optimizer(optimizer, privacy) and init that one")
+        loss, grads, _ = value_and_sum(params, x, y, mask)  # hand-written, never jax.grad
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return optax.apply_updates(params, updates), opt_state, loss
+
+    return step

@@ -1,0 +1,94 @@
+"""The ``[privacy]`` section of a run: checks, the noise it needs, Poisson batches, epsilon per epoch.
+
+With ``privacy.enabled`` the run is DP-SGD: batches are Poisson samples at rate q = batch_size / n
+(unless ``sampling = "shuffle"``), each example's gradient is clipped to ``clip_norm``, and the noise
+multiplier is ``noise_multiplier`` or, given ``target_epsilon``, the accountant's calibration for the
+whole run. Every epoch records the epsilon spent so far; the summary records the guarantee.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from ..errors import ConfigError
+from .accounting import ACCOUNTANTS, calibrate_sigma, epsilon
+from .clipping import DPConfig
+from .sampling import capacity, poisson_batches
+
+SAMPLINGS = ("poisson", "shuffle")
+
+
+def plan(section: dict, n_train: int, batch: int, steps: int, full_batch: bool) -> dict | None:
+    """The resolved settings of a private run (None when ``privacy.enabled`` is false); checks that it can be private."""
+    if not section["enabled"]:
+        return None
+    accountant, sampling, delta = section["accountant"], section["sampling"], section["delta"]
+    if accountant not in ACCOUNTANTS:
+        raise ConfigError(f"unknown privacy.accountant {accountant!r}; known: {', '.join(ACCOUNTANTS)}")
+    if sampling not in SAMPLINGS:
+        raise ConfigError(f"unknown privacy.sampling {sampling!r}; known: {', '.join(SAMPLINGS)}")
+    if full_batch:
+        raise ConfigError("train.batch_size = 0 (full batch) cannot be private: every step sees every example, so "
+                          "there is no sampling to amplify privacy; set train.batch_size to e.g. 1/20 of the data")
+    if not 0 < delta < 1 / n_train:
+        raise ConfigError(f"privacy.delta = {delta} must be in (0, 1/n) = (0, {1 / n_train:.3g}) for the "
+                          f"{n_train} training examples (delta >= 1/n allows leaking one whole example); "
+                          f"use e.g. {_suggest_delta(n_train):g}")
+    if not section["clip_norm"] > 0:
+        raise ConfigError(f"privacy.clip_norm must be > 0; got {section['clip_norm']}")
+    sigma, target = section["noise_multiplier"], section["target_epsilon"]
+    if sigma is None and target is None:
+        raise ConfigError("a private run needs privacy.noise_multiplier (the noise; epsilon follows) or "
+                          "privacy.target_epsilon (the budget; the noise follows), e.g. --set privacy.target_epsilon=3")
+    if sigma is not None and not sigma > 0:
+        raise ConfigError(f"privacy.noise_multiplier must be > 0 for a private run; got {sigma}")
+    q = batch / n_train
+    if sigma is None:
+        sigma = section["noise_multiplier"] = _calibrate(target, q, steps, delta, accountant)  # resolved config
+    elif target is not None and epsilon(q, sigma, steps, delta, accountant) > target * 1.001:
+        raise ConfigError(f"privacy.noise_multiplier = {sigma:g} over {steps} steps spends epsilon "
+                          f"{epsilon(q, sigma, steps, delta, accountant):.3g} > privacy.target_epsilon = {target:g}; "
+                          f"train fewer epochs, or start a new run with a new budget")
+    rows = capacity(n_train, q) if sampling == "poisson" else batch
+    return {"clip_norm": section["clip_norm"], "noise_multiplier": sigma, "delta": delta, "q": q,
+            "expected_batch_size": q * n_train, "capacity": rows, "sampling": sampling, "accountant": accountant,
+            "target_epsilon": target}
+
+
+@functools.lru_cache(maxsize=32)
+def _calibrate(target: float, q: float, steps: int, delta: float, accountant: str) -> float:
+    return calibrate_sigma(target, q, steps, delta, accountant)
+
+
+def _suggest_delta(n: int) -> float:
+    return 10.0 ** -(len(str(n)) + 1)  # a power of ten below 1/(10 n)
+
+
+def dp_config(settings: dict, seed: int) -> DPConfig:
+    return DPConfig(settings["clip_norm"], settings["noise_multiplier"], settings["expected_batch_size"], seed)
+
+
+def sampler(settings: dict, steps: int):
+    """``(key, n) -> (indices, masks, dropped)`` for one epoch of Poisson batches; None for shuffled batches."""
+    if settings["sampling"] != "poisson":
+        return None
+    return lambda key, n: poisson_batches(key, n, settings["q"], steps, settings["capacity"])
+
+
+def epoch_row(settings: dict, step: int, metrics: dict) -> dict:
+    """The privacy columns of one metrics row: epsilon spent after ``step`` steps, examples dropped this epoch."""
+    eps = epsilon(settings["q"], settings["noise_multiplier"], step, settings["delta"], settings["accountant"])
+    return {"epsilon": eps, "dropped": int(metrics.get("dropped", 0))}
+
+
+def summary(settings: dict, rows: list[dict]) -> dict:
+    """The guarantee of the run: epsilon (the accountant's, at the last step), delta, sigma, C, q, steps."""
+    last = rows[-1]
+    return {"epsilon": last["epsilon"], "delta": settings["delta"], "noise_multiplier": settings["noise_multiplier"],
+            "clip_norm": settings["clip_norm"], "q": settings["q"], "steps": last["step"],
+            "accountant": settings["accountant"], "sampling": settings["sampling"],
+            "expected_batch_size": settings["expected_batch_size"], "capacity": settings["capacity"],
+            "target_epsilon": settings["target_epsilon"],
+            "dropped_examples": sum(row.get("dropped", 0) for row in rows),
+            "note": None if settings["sampling"] == "poisson" else
+            "shuffled fixed-size batches: the Poisson accounting above does not strictly hold for them"}

@@ -1,0 +1,104 @@
+"""Private runs end to end: accounting against dp-accounting, Poisson batches, no per-example weight array in the
+compiled step (YNNPACK on and off), the [privacy] config's errors, bit-exact resume, and the CLI printing epsilon."""
+
+import json
+
+import numpy as np
+import jax
+import pytest
+
+import jaxbp
+from jaxbp.bench import privacy as bench_privacy
+from jaxbp.bench import special
+from jaxbp.cli.main import main as cli_main
+from jaxbp.privacy import capacity, poisson_batches
+from jaxbp.privacy.accounting import calibrate_sigma, epsilon
+
+dp_accounting = pytest.importorskip("dp_accounting")
+
+
+@pytest.mark.parametrize("accountant", ["rdp", "pld"])
+def test_epsilon_is_dp_accountings_for_the_same_q_sigma_steps_delta(accountant):
+    q, sigma, steps, delta = 0.05, 1.1, 300, 1e-5
+    direct = (dp_accounting.rdp.RdpAccountant() if accountant == "rdp" else
+              dp_accounting.pld.PLDAccountant(value_discretization_interval=1e-3))
+    direct.compose(dp_accounting.PoissonSampledDpEvent(q, dp_accounting.GaussianDpEvent(sigma)), steps)
+    assert epsilon(q, sigma, steps, delta, accountant) == pytest.approx(direct.get_epsilon(delta), rel=1e-9)
+    assert epsilon(q, sigma, 2 * steps, delta, accountant) > epsilon(q, sigma, steps, delta, accountant)
+
+
+def test_calibrated_sigma_spends_the_target_epsilon():
+    sigma = calibrate_sigma(3.0, 0.02, 500, 1e-5)
+    assert epsilon(0.02, sigma, 500, 1e-5) <= 3.0
+    assert epsilon(0.02, sigma * 0.99, 500, 1e-5) > 3.0  # the smallest such sigma, to 1%
+
+
+def test_poisson_batches_have_static_shapes_and_count_what_they_drop():
+    n, q, steps = 400, 0.05, 50
+    rows = capacity(n, q)
+    sample = jax.jit(poisson_batches, static_argnums=(1, 2, 3, 4))
+    index, mask, dropped = sample(jax.random.key(0), n, q, steps, rows)
+    index, mask = np.asarray(index), np.asarray(mask)
+    assert index.shape == mask.shape == (steps, rows) and int(dropped) == 0
+    sizes = mask.sum(1)
+    assert abs(sizes.mean() - q * n) < 4 * np.sqrt(q * n / steps)  # Binomial(n, q) batch sizes
+    for i, m in zip(index, mask):
+        assert len(set(i[m])) == m.sum()  # real rows are distinct examples
+    _, tight, dropped = sample(jax.random.key(0), n, q, steps, 10)  # capacity below q n: drops, counted
+    assert int(dropped) == int(np.maximum(sizes - 10, 0).sum()) > 0
+    np.testing.assert_array_equal(np.asarray(tight).sum(1), np.minimum(sizes, 10))
+
+
+SPEC = "64-256-256-4:128"  # a per-example (n, 256, 256) float32 weight gradient would take 32 MiB
+
+
+def _assert_no_per_example_array(row):
+    assert row["jaxbp-dp"] <= 1.5 * row["plain"] + (1 << 20), row
+    assert row["jaxbp-dp"] < row["per_example_weight_bytes"] / 8, row
+    # (the vmapped route's step does build it: 4.1 GiB at mnist size in bench/results-privacy.md)
+
+
+def test_compiled_private_step_builds_no_per_example_array_with_and_without_ynnpack():
+    sizes, n = [int(d) for d in SPEC.split(":")[0].split("-")], int(SPEC.split(":")[1])
+    _assert_no_per_example_array(bench_privacy.memory([(sizes, n)], ("plain", "jaxbp-dp"))[0])
+    rows = special.memory_without_ynnpack([SPEC], module="jaxbp.bench.privacy")
+    assert not isinstance(rows, str), rows
+    _assert_no_per_example_array(rows[0])
+
+
+BASE = ["data.name=moons", "data.n=400", "model.hidden=[8]", "train.epochs=4", "train.batch_size=20",
+        "train.plots=false", "train.checkpoint_every=2", "privacy.enabled=true", "privacy.noise_multiplier=1.0",
+        "privacy.delta=1e-4"]
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train.batch_size=0", "full batch"),
+    ("privacy.delta=0.01", "privacy.delta"),
+    ("privacy.noise_multiplier=0", "noise_multiplier must be > 0"),
+    ("privacy.accountant=moments", "unknown privacy.accountant"),
+    ("privacy.target_epsilon=0.01", "spends epsilon"),
+])
+def test_configs_that_cannot_be_private_are_refused(override, message):
+    with pytest.raises(jaxbp.ConfigError, match=message):
+        jaxbp.train(None, overrides=[*BASE, override], progress=False)
+
+
+def test_a_private_run_records_epsilon_and_resumes_bit_exactly(tmp_path):
+    straight = jaxbp.train(None, tmp_path / "a", overrides=BASE, progress=False)
+    jaxbp.train(None, tmp_path / "b", overrides=[*BASE, "train.epochs=2"], progress=False)
+    resumed = jaxbp.resume(tmp_path / "b", overrides=["train.epochs=4"], progress=False)
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), straight.params, resumed.params)
+    rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+    q, steps = 20 / 320, [row["step"] for row in rows]
+    assert [row["epsilon"] for row in rows] == [epsilon(q, 1.0, s, 1e-4) for s in steps]
+    p = straight.summary["privacy"]
+    assert p["epsilon"] == rows[-1]["epsilon"] and (p["q"], p["steps"], p["noise_multiplier"]) == (q, steps[-1], 1.0)
+
+
+def test_cli_trains_privately_to_a_target_epsilon_and_prints_it(tmp_path, capsys):
+    code = cli_main(["train", "--set", "privacy.enabled=true", "--set", "privacy.target_epsilon=3", "--set",
+                     "data.name=moons", "--set", "data.n=300", "--set", "train.epochs=2", "--set",
+                     "model.hidden=[8]", "--set", "train.plots=false", "--set", "privacy.delta=1e-4",
+                     "--out", str(tmp_path / "run")])
+    out = capsys.readouterr().out
+    assert code == 0 and " eps 3.00" in out and "private: epsilon 3.000" in out, out
