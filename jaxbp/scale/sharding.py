@@ -10,6 +10,7 @@ an ``Auto`` mesh, or a replicated batch), so the program of an unsharded step is
 from __future__ import annotations
 
 import jax
+from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 
@@ -20,7 +21,7 @@ def _spec(x) -> tuple:
 
 
 def contraction_sharding(a_labels: str, b_labels: str, out_labels: str, a, b) -> dict:
-    """``{"out_sharding": P(...)}`` for the einsum ``a_labels,b_labels->out_labels`` when a summed axis is
+    """``{"out_sharding": NamedSharding(mesh, P(...))}`` for the einsum ``a_labels,b_labels->out_labels`` when a summed axis is
     sharded in the operands' types, else ``{}``; pass it on as ``**kwargs`` to ``tensordot``/``einsum``."""
     specs: dict = {}
     for labels, x in ((a_labels, a), (b_labels, b)):
@@ -29,4 +30,5 @@ def contraction_sharding(a_labels: str, b_labels: str, out_labels: str, a, b) ->
     summed = set(a_labels + b_labels) - set(out_labels)
     if all(specs.get(label) is None for label in summed):
         return {}
-    return {"out_sharding": P(*(specs.get(label) for label in out_labels))}
+    mesh = jax.typeof(a).sharding.mesh  # the operands' (abstract) mesh: no jax.set_mesh needed
+    return {"out_sharding": NamedSharding(mesh, P(*(specs.get(label) for label in out_labels)))}
