@@ -57,6 +57,12 @@ def get_policy(name: str) -> Policy:
     return PRECISIONS[name]
 
 
+def with_inputs_in(data, name: str):
+    """A dataset with its inputs in the ``name`` policy's param dtype (the model casts them on to compute)."""
+    dtype = get_policy(name).param_dtype
+    return data._replace(x_train=data.x_train.astype(dtype), x_test=data.x_test.astype(dtype))
+
+
 @contextlib.contextmanager
 def x64_for(name: str):
     """x64 on while a ``float64`` run lasts (and as it was before, afterwards); other precisions change nothing."""
