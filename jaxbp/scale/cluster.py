@@ -160,12 +160,15 @@ def barrier(name: str) -> None:
 
 
 def to_host(tree):
-    """Host (numpy) copies of ``tree``'s arrays; several processes gather their shards first."""
-    if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
+    """Host (numpy) copies of ``tree``'s arrays; an array spread over several processes is gathered first."""
+    from jax.experimental import multihost_utils
 
-        return multihost_utils.process_allgather(tree, tiled=True)
-    return jax.device_get(tree)
+    def one(leaf):
+        if isinstance(leaf, jax.Array) and not leaf.is_fully_addressable:
+            return multihost_utils.process_allgather(leaf, tiled=True)
+        return jax.device_get(leaf)
+
+    return jax.tree.map(one, tree)
 
 
 def where_text(where: dict) -> str:
@@ -188,3 +191,4 @@ def host_state(state):
     """``state`` (a Checkpoint) with params and optimizer state gathered to arrays on this process's default device."""
     return state._replace(params=jax.tree.map(jax.numpy.asarray, to_host(state.params)),
                           opt_state=jax.tree.map(jax.numpy.asarray, to_host(state.opt_state)))
+
