@@ -34,6 +34,9 @@ from .plugins import load_plugins as load_plugins
 from .plugins import register_activation as register_activation
 from .plugins import register_layer as register_layer
 from .plugins import register_loss as register_loss
+from .scale.precision import Policy as Policy
+from .scale.precision import get_policy as get_policy
+from .scale.precision import mixed_precision as mixed_precision
 from .training import TrainResult as TrainResult
 from .training import evaluate as evaluate
 from .training import init_replicas as init_replicas

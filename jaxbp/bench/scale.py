@@ -18,7 +18,7 @@ from jax.sharding import PartitionSpec as P
 from ..networks import mlp
 from ..training.steps import init_replicas, make_replica_step, make_train_step
 from .contenders import LEARNING_RATE, batch, start_params
-from .special import TOY, _stream
+from .special import TOY, _stream, step_by_step
 from .timing import CONFIGS, interleave, median, paired_ratio, paired_spread
 
 DEVICE_COUNTS = (1, 2, 4)
@@ -70,29 +70,12 @@ def replicas(*, rounds: int, block_s: float, count: int = 16, n: int = 128, step
     singles = [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(count)]
     _, _, x_list, y_list = _stream(TOY, steps, n)
     step, replica_step = make_train_step(model, optimizer), make_replica_step(model, optimizer)
-
-    def sequential(k):
-        for _ in range(k):
-            for p, s in singles:
-                for x, y in zip(x_list, y_list):
-                    p, s, _ = step(p, s, x, y)
-            jax.block_until_ready(p)
-
-    def vmapped(state, xs, ys):
-        def run(k):
-            for _ in range(k):
-                p, s = state
-                for x, y in zip(xs, ys):
-                    p, s, _ = replica_step(p, s, x, y)
-                jax.block_until_ready(p)
-        return run
-
-    runners = {"sequential": sequential}
+    runners = {"sequential": step_by_step(step, singles, x_list, y_list)}
     for d in _counts():
         mesh = jax.make_mesh((d,), ("replica",), devices=jax.devices()[:d])
         state = jax.device_put(stacked, NamedSharding(mesh, P("replica")))
         xs, ys = jax.device_put((x_list, y_list), NamedSharding(mesh, P()))
-        runners[f"vmapped-{d}"] = vmapped(state, xs, ys)
+        runners[f"vmapped-{d}"] = step_by_step(replica_step, [state], xs, ys)
     t = interleave(runners, rounds, block_s)
     out = {"replicas": count, "n": n, "steps": steps, "sequential_s": median(t["sequential"]), "rows": []}
     for d in _counts():
