@@ -100,7 +100,7 @@ def test_the_unsharded_program_is_unchanged(setup, monkeypatch):
 
 
 def test_float32_sharded_step_within_reduction_order_tolerance(setup):
-    """Splitting the batch sum over 4 devices reorders float32 additions: measured <= 2e-7 relative here."""
+    """Splitting the batch sum over 4 devices reorders float32 additions: measured <= 5e-6 relative (3 seeds)."""
     model, params, xs, ys = setup
     params32, x32 = jax.tree.map(lambda a: a.astype(jnp.float32), (params, xs[0]))
     one = jax.jit(model.value_and_grad)(params32, x32, ys[0])

@@ -16,7 +16,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from ..networks import mlp
-from ..training.steps import init_replicas, make_replica_step, make_train_step
+from ..training.steps import init_replicas, make_replica_step, make_scan_step, make_train_step
 from .contenders import LEARNING_RATE, batch, start_params
 from .special import TOY, _stream, step_by_step
 from .timing import CONFIGS, interleave, median, paired_ratio, paired_spread
@@ -64,24 +64,32 @@ def scaling(*, rounds: int, block_s: float, global_n: int = 2048, per_device_n: 
 
 
 def replicas(*, rounds: int, block_s: float, count: int = 16, n: int = 128, steps: int = 32) -> dict:
-    """16 toy replicas, step by step: sequential runs, vmapped on one device, vmapped and split over the devices."""
+    """16 toy replicas: sequential runs, vmapped on one device, vmapped and split over the devices; step by step
+    (one call per step) and fused (all steps in one ``lax.scan`` call, as ``jaxbp train`` runs them)."""
     model, optimizer = mlp(TOY), optax.sgd(LEARNING_RATE)
     stacked = init_replicas(model, optimizer, jax.random.split(jax.random.key(0), count))
     singles = [jax.tree.map(lambda a, i=i: a[i], stacked) for i in range(count)]
-    _, _, x_list, y_list = _stream(TOY, steps, n)
+    xs, ys, x_list, y_list = _stream(TOY, steps, n)
     step, replica_step = make_train_step(model, optimizer), make_replica_step(model, optimizer)
-    runners = {"sequential": step_by_step(step, singles, x_list, y_list)}
+    scan, replica_scan = make_scan_step(model, optimizer), make_replica_step(model, optimizer, scan=True)
+    runners = {"sequential": step_by_step(step, singles, x_list, y_list),
+               "sequential-fused": step_by_step(scan, singles, [xs], [ys])}
     for d in _counts():
         mesh = jax.make_mesh((d,), ("replica",), devices=jax.devices()[:d])
         state = jax.device_put(stacked, NamedSharding(mesh, P("replica")))
-        xs, ys = jax.device_put((x_list, y_list), NamedSharding(mesh, P()))
-        runners[f"vmapped-{d}"] = step_by_step(replica_step, [state], xs, ys)
+        placed = jax.device_put((x_list, y_list, xs, ys), NamedSharding(mesh, P()))
+        runners[f"vmapped-{d}"] = step_by_step(replica_step, [state], *placed[:2])
+        runners[f"vmapped-fused-{d}"] = step_by_step(replica_scan, [state], [placed[2]], [placed[3]])
     t = interleave(runners, rounds, block_s)
-    out = {"replicas": count, "n": n, "steps": steps, "sequential_s": median(t["sequential"]), "rows": []}
-    for d in _counts():
-        out["rows"].append({"devices": d, "vmapped_s": median(t[f"vmapped-{d}"]),
-                            "speedup_vs_sequential": paired_ratio(t["sequential"], t[f"vmapped-{d}"]),
-                            "spread": paired_spread(t["sequential"], t[f"vmapped-{d}"])})
+    out = {"replicas": count, "n": n, "steps": steps, "sequential_s": median(t["sequential"]),
+           "sequential_fused_s": median(t["sequential-fused"]), "rows": []}
+    for kind, base in (("", "sequential"), ("fused-", "sequential-fused")):
+        for d in _counts():
+            name = f"vmapped-{kind}{d}"
+            out["rows"].append({"fused": bool(kind), "devices": d, "vmapped_s": median(t[name]),
+                                "speedup_vs_sequential": paired_ratio(t["sequential"], t[name]),
+                                "speedup_vs_same_kind": paired_ratio(t[base], t[name]),
+                                "spread": paired_spread(t["sequential"], t[name])})
     return out
 
 
@@ -97,9 +105,12 @@ def markdown(results: dict) -> str:
     lines += [f"| {r['kind']} | {r['devices']} | {r['n']} | {1e3 * r['step_s']:.2f} | {r['examples_per_s']:,.0f} | "
               f"{r['speedup']:.2f}x | {r['spread']:.3f} |" for r in scale["rows"]]
     lines += ["", "Weak scaling's speedup is throughput: examples/s against 1 device's.", "",
-              f"## {rep['replicas']} toy replicas, {rep['steps']} steps of n={rep['n']}, step by step", "",
-              f"16 sequential runs: {1e3 * rep['sequential_s']:.1f} ms.", "",
-              "| replicas vmapped over | ms | speedup vs 16 sequential runs | spread |", "|---:|---:|---:|---:|"]
-    lines += [f"| {r['devices']} device(s) | {1e3 * r['vmapped_s']:.1f} | {r['speedup_vs_sequential']:.2f}x | "
-              f"{r['spread']:.3f} |" for r in rep["rows"]]
+              f"## {rep['replicas']} toy replicas, {rep['steps']} steps of n={rep['n']}", "",
+              f"16 sequential runs: {1e3 * rep['sequential_s']:.1f} ms step by step, "
+              f"{1e3 * rep['sequential_fused_s']:.1f} ms fused (one scan call per run).", "",
+              "| 16 replicas vmapped over | steps | ms | speedup vs 16 sequential runs step by step | "
+              "vs 16 sequential runs alike | spread |", "|---:|---|---:|---:|---:|---:|"]
+    lines += [f"| {r['devices']} device(s) | {'fused' if r['fused'] else 'step by step'} | {1e3 * r['vmapped_s']:.1f} | "
+              f"{r['speedup_vs_sequential']:.2f}x | {r['speedup_vs_same_kind']:.2f}x | {r['spread']:.3f} |"
+              for r in rep["rows"]]
     return "\n".join(lines + [""] + [f"- {note}" for note in results["notes"]] + [""])

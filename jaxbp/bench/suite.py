@@ -165,9 +165,9 @@ def run_scale(args) -> int:
     results["scaling"] = bench_scale.scaling(rounds=rounds, block_s=block_s)
     results["replicas"] = bench_scale.replicas(rounds=rounds, block_s=block_s, steps=8 if args.quick else 32)
     results["elapsed_s"] = time.perf_counter() - start
-    best = max(r["speedup_vs_sequential"] for r in results["replicas"]["rows"])
-    results["notes"] = [f"Replicas: goal >= 2.4x against 16 sequential runs (half the arithmetic ceiling of the cpu "
-                        f"suite); best here {best:.2f}x: {'met' if best >= 2.4 else 'missed'}."]
+    best = max(r["speedup_vs_sequential"] for r in results["replicas"]["rows"] if r["devices"] > 1 and not r["fused"])
+    results["notes"] = [f"Replicas split over devices, step by step: goal >= 2.4x against 16 sequential runs (half the "
+                        f"arithmetic ceiling of the cpu suite); best here {best:.2f}x: {'met' if best >= 2.4 else 'missed'}."]
     if results["environment"]["backend"] == "cpu":
         results["notes"].append("Host devices share this machine's cores: more devices split the work, not the "
                                 "hardware, so strong scaling on a CPU shows the cost of the split; on GPUs or "

@@ -129,8 +129,10 @@ def run_mesh(devices: int, replicas: int, replica_devices: int) -> jax.sharding.
     available = jax.devices()
     count = devices or len(available)
     if count > len(available):
+        hint = (f", or make host devices with jax.config.update('jax_num_cpu_devices', {count}) before JAX starts "
+                f"(jaxbp train does that)" if available[0].platform == "cpu" else "")
         raise ConfigError(f"train.devices = {count} but JAX sees {len(available)} {available[0].platform} device(s); "
-                          f"lower train.devices (0 uses all of them)")
+                          f"lower train.devices (0 uses all of them){hint}")
     split = replica_devices or math.gcd(replicas, count)
     if count % split or replicas % split:
         raise ConfigError(f"train.replica_devices = {split} must divide both train.devices ({count}) and the "
