@@ -132,3 +132,20 @@ def test_a_peer_that_never_comes_is_a_clear_error_after_the_timeout(tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert "process(es) [1] never arrived at 127.0.0.1" in proc.stderr and "raise --timeout (now 2 s)" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
+
+
+def test_no_flags_picks_up_a_slurm_job_step_and_nothing_else(monkeypatch):
+    from jaxbp.scale.cluster import detected_cluster, start
+
+    for name in [k for k in os.environ if k.startswith(("SLURM_", "OMPI_", "JAX_COORDINATOR", "TPU_", "CLOUD_TPU"))]:
+        monkeypatch.delenv(name)
+    assert detected_cluster() is None and start(1) is False  # a plain machine: one process, nothing to join
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_STEP_NODELIST", "node[3-4]")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("SLURM_LOCALID", "0")
+    address, count, index = detected_cluster()
+    assert address.startswith("node3:") and (count, index) == (2, 1)
+    with pytest.raises(ConfigError, match="--coordinator HOST:PORT, --num-processes P and --process-id I go together"):
+        start(1, "127.0.0.1:1234", 2, None)

@@ -34,14 +34,15 @@ def use_devices(devices: int, num_processes: int = 1) -> None:
         jax.config.update("jax_num_cpu_devices", max(1, devices // num_processes))
 
 
-def detected_cluster() -> tuple[str, int, int] | None:
+def detected_cluster(timeout: float = 300) -> tuple[str, int, int] | None:
     """(coordinator address, process count, process id) of a cluster that ``jax.distributed`` detects by
     itself (SLURM under srun, TPU pods, Open MPI, Kubernetes), or None when there is none."""
     from jax._src.clusters import ClusterEnv
 
     if not any(env.is_env_present() for env in ClusterEnv._cluster_types if not env.opt_in_only_method):
         return None
-    address, count, index, _ = ClusterEnv.auto_detect_unset_distributed_params(None, None, None, None)
+    address, count, index, _ = ClusterEnv.auto_detect_unset_distributed_params(None, None, None, None, None,
+                                                                                 int(timeout))
     return address, count, index
 
 
@@ -51,7 +52,7 @@ def start(devices: int, coordinator: str | None = None, num_processes: int | Non
     on a CPU make ``devices`` host devices among them. False when there is just one process."""
     given = (coordinator, num_processes, process_id)
     if all(v is None for v in given):
-        detected = detected_cluster()
+        detected = detected_cluster(timeout)
         if detected is None:
             use_devices(devices)
             return False
