@@ -19,7 +19,7 @@ import jax
 import jax.extend.core
 import jax.numpy as jnp
 
-from .scale.sharding import contraction_sharding
+from .plugins.sharding import contraction_sharding
 from .validate import is_concrete
 
 DEFERRED = ("dot_general", "mul", "broadcast_in_dim")  # evaluated only when read by something that is not a fold

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 from .activations import get_activation
 from ..errors import ConfigError
 from .registry import Registry, require_callable
-from ..scale.sharding import contraction_sharding
+from .sharding import contraction_sharding
 
 
 class Layer(NamedTuple):

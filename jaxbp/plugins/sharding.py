@@ -4,7 +4,8 @@ A weight gradient ``dJ/dW = dZ^T X`` sums over the batch. When the batch is shar
 ``Explicit`` mesh axis, JAX will not guess how that sum is laid out and raises ``ShardingTypeError``;
 ``contraction_sharding`` names it: the contracted axis is summed away (an all-reduce), every other
 axis keeps its operand's sharding. It returns ``{}`` when nothing contracted is sharded (no mesh,
-an ``Auto`` mesh, or a replicated batch), so the program of an unsharded step is unchanged.
+an ``Auto`` mesh, or a replicated batch), so the program of an unsharded step is unchanged. A layer
+plugin whose backward sums over the batch with a contraction passes it on the same way.
 """
 
 from __future__ import annotations
