@@ -74,8 +74,7 @@ def epoch_batches(key: jax.Array, n: int, batch_size: int) -> jax.Array:
 
 def make_epoch_fn(model: Model, optimizer: optax.GradientTransformation, batch_size: int, *,
                   per_example: bool = False, mesh=None) -> Callable:
-    """One jitted epoch for stacked replicas: shuffle, all full batches in one scan, then evaluate (on a ``mesh``:
-    ``jaxbp.scale.sharded``)."""
+    """One jitted epoch for stacked replicas: shuffle, all full batches in one scan, then evaluate."""
     run_steps = scan_steps(train_step_fn(model, optimizer, per_example=per_example))
 
     def one(params, opt_state, xs, ys, x, y, x_test, y_test):
@@ -178,8 +177,10 @@ def resume(run_dir, *, overrides=(), progress: bool = True, plugins=()) -> Train
     """Continue the run in ``run_dir`` from its checkpoint up to ``train.epochs`` (set via ``overrides``); the
     plugins recorded in its model.json are imported again, then ``plugins``."""
     run_dir = _runlog.check_run_dir(run_dir)
+    plugins = load_plugins([*recorded_plugins(run_dir), *plugins])
+    if not _cluster.is_writer():  # process 0 holds the lock for all
+        return _resume(run_dir, overrides, progress, plugins, [])
     with _lock.holding(run_dir) as lock:  # no second run, nor resume, into the folder
-        plugins = load_plugins([*recorded_plugins(run_dir), *plugins])
         return _resume(run_dir, overrides, progress, plugins, lock.notes)
 
 
@@ -272,8 +273,7 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog) -> TrainRes
     if run.replicas > 1:
         summary["per_replica"] = _per_replica(log.rows[-1], state.opt_state, train_cfg["replicas"] > 1)
     params = state.params if run.replicas > 1 else jax.tree.map(lambda leaf: leaf[0], state.params)
-    if run_dir is not None:
-        saved = _save(log, checkpoint, meta, state, finite, saved)
+    saved = _save(log, checkpoint, meta, state, finite, saved) if run_dir is not None else saved  # every process
     if run_dir is not None and _cluster.is_writer():
         save_trees(os.path.join(run_dir, _runlog.PARAMS), {"params": params}, {"replicas": run.replicas})
         if train_cfg["plots"] and state is finite:
