@@ -1,6 +1,7 @@
 """jaxbp: backpropagation written by hand in JAX, proven equal to ``jax.grad``."""
 
 from . import datasets as datasets
+from . import privacy as privacy
 from .checking import CheckReport as CheckReport
 from .checking import check_all as check_all
 from .checking import check_model as check_model
@@ -21,15 +22,14 @@ from .inference import load_run as load_run
 from .networks import Model as Model
 from .networks import mlp as mlp
 from .networks import network as network
-from . import privacy as privacy
-from .privacy import DPConfig as DPConfig
-from .privacy import private_optimizer as private_optimizer
 from .plugins import Activation as Activation
 from .plugins import Layer as Layer
 from .plugins import Loss as Loss
+from .plugins import Rule as Rule
 from .plugins import dense as dense
 from .plugins import get_activation as get_activation
 from .plugins import get_loss as get_loss
+from .plugins import get_rule as get_rule
 from .plugins import layer as layer
 from .plugins import layer_norm as layer_norm
 from .plugins import load_entry_points as load_entry_points
@@ -37,10 +37,13 @@ from .plugins import load_plugins as load_plugins
 from .plugins import register_activation as register_activation
 from .plugins import register_layer as register_layer
 from .plugins import register_loss as register_loss
-from .plugins import Rule as Rule
-from .plugins import get_rule as get_rule
 from .plugins import register_rule as register_rule
 from .plugins import trainable as trainable
+from .privacy import DPConfig as DPConfig
+from .privacy import private_optimizer as private_optimizer
+from .scale.precision import Policy as Policy
+from .scale.precision import get_policy as get_policy
+from .scale.precision import mixed_precision as mixed_precision
 from .training import TrainResult as TrainResult
 from .training import evaluate as evaluate
 from .training import init_replicas as init_replicas

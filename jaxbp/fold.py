@@ -19,6 +19,7 @@ import jax
 import jax.extend.core
 import jax.numpy as jnp
 
+from .plugins.sharding import contraction_sharding
 from .validate import is_concrete
 
 DEFERRED = ("dot_general", "mul", "broadcast_in_dim")  # evaluated only when read by something that is not a fold
@@ -130,7 +131,8 @@ class _Evaluator:
             x = self.force(x)
             operands.append(jax.lax.squeeze(x, stretched) if stretched else x)
             subscripts.append(labels.replace(STRETCHED, ""))
-        return jnp.einsum(f"{subscripts[0]},{subscripts[1]}->{kept}", *operands, **product.params)
+        sharded = contraction_sharding(*subscripts, kept, *operands)  # a sum over a sharded batch (Explicit mesh)
+        return jnp.einsum(f"{subscripts[0]},{subscripts[1]}->{kept}", *operands, **product.params, **sharded)
 
     def run(self, jaxpr, consts, args) -> list:
         env = dict(zip(jaxpr.constvars, consts)) | dict(zip(jaxpr.invars, args))

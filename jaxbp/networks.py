@@ -46,6 +46,11 @@ def _output_size(layer: Layer, d_in: int) -> int:
     return sizes[0]
 
 
+def _mean(losses: jax.Array) -> jax.Array:
+    """The batch mean, summed and returned in at least float32 (a bfloat16 loss is averaged in float32)."""
+    return jnp.mean(losses, dtype=jnp.promote_types(losses.dtype, jnp.float32))
+
+
 def network(d_in: int, layers: Sequence[Layer], loss: str, rule: str = "backprop") -> Model:
     """Chain ``layers`` on inputs of ``d_in`` features; the last layer's output feeds ``loss``;
     ``rule`` names what each layer sends back (jaxbp.register_rule), backprop by default."""
@@ -105,14 +110,14 @@ def network(d_in: int, layers: Sequence[Layer], loss: str, rule: str = "backprop
     def mean_loss(params, x, y):
         check_batch(x, y, d_in)
         z = forward(params, x)[0]
-        return jnp.mean(jax.vmap(loss.value)(z, targets(y).astype(z.dtype)))
+        return _mean(jax.vmap(loss.value)(z, targets(y).astype(z.dtype)))
 
     def value_and_grad(params, x, y):
         check_batch(x, y, d_in)
         t = encode_first(y)
         z, caches = forward(params, x)
         t = t.astype(z.dtype)
-        value = jnp.mean(jax.vmap(loss.value)(z, t))
+        value = _mean(jax.vmap(loss.value)(z, t))
         dz = jax.vmap(loss.backward)(z, t) / x.shape[0]  # dJ/dZ = (A - Y) / n
         return value, backward(params, caches, dz)
 

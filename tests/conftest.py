@@ -6,6 +6,7 @@ import jax
 import pytest
 
 jax.config.update("jax_enable_x64", True)
+jax.config.update("jax_num_cpu_devices", 4)  # host devices for the sharded tests (tests/test_scale.py); before any backend starts
 
 from jaxbp.plugins.activations import ACTIVATIONS  # noqa: E402
 from jaxbp.plugins.layers import LAYERS  # noqa: E402

@@ -105,7 +105,7 @@ def test_same_config_and_seed_give_the_same_numbers():
 
 def test_replicas_in_a_run_equal_their_single_runs():
     """Replica 0 of a seed sweep is the one-replica run; replica r of a rate sweep is the run at that rate."""
-    base = SMALL + ["train.epochs=2"]
+    base = SMALL + ["train.epochs=2", "train.precision=float64"]  # equal to 1e-12: float64
     seeds = jaxbp.train(None, overrides=base + ["train.replicas=3"], progress=False)
     rates = jaxbp.train(None, overrides=base + ["optimizer.learning_rate=[0.01, 0.05]"], progress=False)
     single = jaxbp.train(None, overrides=base, progress=False)

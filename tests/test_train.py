@@ -9,7 +9,7 @@ import pytest
 
 import jaxbp
 from jaxbp.training.config import OPTIMIZERS, load_config, make_optimizer, resolve_schedule
-from jaxbp.training.runner import epoch_batches as _epoch_batches
+from jaxbp.training.epochs import epoch_batches as _epoch_batches
 
 TOL = dict(rtol=1e-12, atol=1e-12)
 epoch_batches = jax.jit(_epoch_batches, static_argnums=(1, 2))

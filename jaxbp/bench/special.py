@@ -65,6 +65,19 @@ def fused_throughput(batches, *, rounds: int, block_s: float, examples: int = 1 
     return rows
 
 
+def step_by_step(step, states, x_list, y_list):
+    """A runner: ``k`` times, each (params, opt_state) in ``states`` trained on the batches, one call per step."""
+
+    def run(k):
+        for _ in range(k):
+            for p, s in states:
+                for x, y in zip(x_list, y_list):
+                    p, s, _ = step(p, s, x, y)
+            jax.block_until_ready(p)
+
+    return run
+
+
 def replicas(*, count: int = 16, n: int = 128, steps: int = 32, rounds: int, block_s: float) -> dict:
     """``count`` toy models trained as vmapped replicas against ``count`` runs one after another."""
     model = mlp(TOY)
@@ -76,19 +89,8 @@ def replicas(*, count: int = 16, n: int = 128, steps: int = 32, rounds: int, blo
     replica_step = make_replica_step(model, optimizer)
     replica_scan = make_replica_step(model, optimizer, scan=True)
 
-    def sequential(k):
-        for _ in range(k):
-            for p, s in singles:
-                for x, y in zip(x_list, y_list):
-                    p, s, _ = step(p, s, x, y)
-            jax.block_until_ready(p)
-
-    def vmapped(k):
-        for _ in range(k):
-            p, s = stacked
-            for x, y in zip(x_list, y_list):
-                p, s, _ = replica_step(p, s, x, y)
-            jax.block_until_ready(p)
+    sequential = step_by_step(step, singles, x_list, y_list)
+    vmapped = step_by_step(replica_step, [stacked], x_list, y_list)
 
     def sequential_fused(k):
         for _ in range(k):

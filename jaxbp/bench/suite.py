@@ -30,6 +30,7 @@ SUITES = {
     "accelerator": {"configs": ACCELERATOR_CONFIGS, "batches": (1024, 8192, 65536), "dtypes": ("float32", "bfloat16"),
                     "matmul": 8192},
     "privacy": {"configs": {"mnist": CONFIGS["mnist"]}, "batches": (1024,), "dtypes": ("float32",), "matmul": 0},
+    "scale": {},  # jaxbp.bench.scale: 1, 2, 4 devices and 16 replicas split over them
 }
 
 
@@ -101,6 +102,8 @@ def step_rows(configs, batches, dtypes, *, rounds, block_s, matmul_size, torch, 
 def run(args) -> int:
     if args.suite == "privacy":
         return bench_privacy.run(args)  # its own contenders, targets and tables
+    if args.suite == "scale":
+        return run_scale(args)
     start = time.perf_counter()
     suite = SUITES[args.suite]
     configs = _names(args.configs, suite["configs"], "config")
@@ -148,12 +151,40 @@ def run(args) -> int:
                      "process holds a core, so both are also timed on 1 thread and judged by the faster; the load "
                      "average is in the header. Compare runs on a quiet machine.")
     results["notes"] = notes + [f"{t['target']}: {t['why']}" for t in results["targets"] if t["met"] is False]
+    _write(args, results, bench_report.markdown(results))
+    return 0
+
+
+def run_scale(args) -> int:
+    """Strong and weak scaling over 1, 2, 4 devices and 16 replicas split over them (``jaxbp.bench.scale``)."""
+    from . import scale as bench_scale
+
+    start = time.perf_counter()
+    rounds = args.rounds or (3 if args.quick else 9)
+    block_s = args.block_ms / 1e3 if args.block_ms else 0.05 if args.quick else 0.2
+    limit_threads()
+    results = {"suite": "scale", "quick": args.quick, "command": _command(args), "environment": environment(),
+               "settings": {"rounds": rounds, "block_s": block_s}}
+    print(f"jaxbp bench --suite scale: {results['environment']['device']}, {rounds} rounds", file=sys.stderr, flush=True)
+    results["scaling"] = bench_scale.scaling(rounds=rounds, block_s=block_s)
+    results["replicas"] = bench_scale.replicas(rounds=rounds, block_s=block_s, steps=8 if args.quick else 32)
+    results["elapsed_s"] = time.perf_counter() - start
+    best = max(r["speedup_vs_sequential"] for r in results["replicas"]["rows"] if r["devices"] > 1 and not r["fused"])
+    results["notes"] = [f"Replicas split over devices, step by step: goal >= 2.4x against 16 sequential runs (half the "
+                        f"arithmetic ceiling of the cpu suite); best here {best:.2f}x: {'met' if best >= 2.4 else 'missed'}."]
+    if results["environment"]["backend"] == "cpu":
+        results["notes"].append("Host devices share this machine's cores: more devices split the work, not the "
+                                "hardware, so strong scaling on a CPU shows the cost of the split; on GPUs or "
+                                "TPUs each device is a chip.")
+    _write(args, results, bench_scale.markdown(results))
+    return 0
+
+
+def _write(args, results: dict, text: str) -> None:
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stem = f"results-{args.suite}" + ("-quick" if args.quick else "")
-    text = bench_report.markdown(results)
     (out / f"{stem}.md").write_text(text)
     (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
     print(text)
     print(f"wrote {out / stem}.md and .json in {results['elapsed_s']:.0f} s", file=sys.stderr)
-    return 0

@@ -11,7 +11,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--suite", choices=tuple(SUITES), default="cpu",
                         help="cpu (default): the toy, mnist and deep models at n=128/1024/8192 in float32; accelerator: wider "
                              "models, n up to 65536, float32 and bfloat16, on jax.devices(); privacy: DP-SGD's step against "
-                             "the ordinary one, vmapped per-example clipping and Opacus")
+                             "the ordinary one, vmapped per-example clipping and Opacus; scale: 1, 2, 4 devices (host "
+                             "devices on a CPU), strong and weak scaling, 16 replicas split over them")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smallest batch only, shallower sweeps")
     parser.add_argument("--configs", help="comma-separated config names (default: all of the suite)")
     parser.add_argument("--batches", help="comma-separated batch sizes (default: the suite's)")
@@ -25,6 +26,11 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    if args.suite == "scale":  # host devices on a CPU must exist before JAX's backend starts
+        from ..bench.scale import DEVICES
+        from ..scale.cluster import start
+
+        start(DEVICES)
     from ..bench import suite  # imports the contenders (and PyTorch where installed) only when benching
 
     args.out = args.out or time.strftime("runs/bench-%Y%m%d-%H%M%S")

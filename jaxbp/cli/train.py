@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import time
 
+import jax
+
+from ..scale import cluster as _cluster
 from ..training import runner as _runner
 from ..training.config import load_config, to_toml
+from ..training.runlog import check_run_dir
 from ..errors import ConfigError
 from .options import add_plugins
 
@@ -25,6 +29,13 @@ def add_arguments(parser) -> None:
                         help="print the config as TOML and exit without training")
     parser.add_argument("--quiet", action="store_true", help="no progress output, only the final summary")
     add_plugins(parser)
+    hosts = parser.add_argument_group("several hosts (jax.distributed; with none of these, a SLURM job step or TPU pod "
+                                      "is detected by itself)")
+    hosts.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0, the same for every process")
+    hosts.add_argument("--num-processes", type=int, metavar="P", help="how many processes take part")
+    hosts.add_argument("--process-id", type=int, metavar="I", help="this process's index, 0..P-1 (0 writes the run folder)")
+    hosts.add_argument("--timeout", type=float, default=300, metavar="SECONDS",
+                       help="how long to wait for every process to arrive before giving up (default 300)")
 
 
 def run(args) -> int:
@@ -35,13 +46,21 @@ def run(args) -> int:
         config = load_config(os.path.join(args.resume, "config.toml") if args.resume else args.config, args.overrides)
         print(to_toml(config), end="")
         return 0
+    source = os.path.join(check_run_dir(args.resume), "config.toml") if args.resume else args.config
+    train = load_config(source, args.overrides)["train"]
+    if train["precision"] == "float64":
+        jax.config.update("jax_enable_x64", True)  # for the whole process, before any array is made
+    several = _cluster.start(train["devices"], args.coordinator, args.num_processes, args.process_id, args.timeout)
+    if several and not (args.out or args.resume):
+        raise ConfigError("with several processes, name the run folder: --out DIR (the same path for every process)")
     if args.resume:
         result = _runner.resume(args.resume, overrides=args.overrides, progress=not args.quiet, plugins=args.plugins)
     else:
         config = load_config(args.config, args.overrides)
         out = args.out or _default_out(config["data"]["name"])
         result = _runner.train(config, out, overwrite=args.overwrite, progress=not args.quiet, plugins=args.plugins)
-    report(result.summary, result.run_dir)
+    if _cluster.is_writer():
+        report(result.summary, result.run_dir)
     return 0
 
 

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from .activations import get_activation
 from ..errors import ConfigError
 from .registry import Registry, require_callable
+from .sharding import contraction_sharding
 
 
 class Layer(NamedTuple):
@@ -75,7 +76,9 @@ def dense(features: int, activation: str = "identity") -> Layer:
         x, z, a = cache
         dz = act.backward(z, a, g)  # dJ/dz = dJ/da * da/dz
         axes = _batch_axes(dz)
-        dw = jnp.tensordot(dz, x, axes=(axes, axes))  # dJ/dw = sum_i dz_i x_i^T
+        batch = "abcdefgh"[: len(axes)]  # a sharded batch (Explicit mesh) names the output's sharding
+        sharded = contraction_sharding(batch + "k", batch + "d", "kd", dz, x)
+        dw = jnp.tensordot(dz, x, axes=(axes, axes), **sharded)  # dJ/dw = sum_i dz_i x_i^T
         db = jnp.sum(dz, axis=axes)  # dJ/db = sum_i dz_i
         dx = dz @ params["w"]  # dJ/dx = w^T dz
         return {"w": dw, "b": db}, dx

@@ -2,7 +2,7 @@
 
 from .config import load_config as load_config
 from .plots import plot_boundary as plot_boundary
-from .runner import epoch_batches as epoch_batches
+from .epochs import epoch_batches as epoch_batches
 from .runner import TrainResult as TrainResult
 from .runner import resume as resume
 from .runner import train as train

@@ -5,7 +5,7 @@ A config is a dict of four sections of scalars and lists, the same shape as its 
     [data]       dataset name and split                 -> jaxbp.datasets.load
     [model]      hidden sizes, activation(s), loss, rule -> jaxbp.mlp([d, *hidden, k])
     [optimizer]  an optax optimizer by name, its arguments, a learning-rate schedule
-    [train]      epochs, batch size, seed, replicas, checkpoints, plots
+    [train]      epochs, batch size, seed, replicas, checkpoints, plots, devices, precision
     [privacy]    differentially private training: clip norm, noise or target epsilon, delta, accountant
 
 ``load_config`` fills every missing key from ``SCHEMA`` and type-checks the rest; a key whose
@@ -41,6 +41,7 @@ SCHEMA = {
         "epochs": (60, "int"), "batch_size": (32, "int"), "seed": (0, "int"), "replicas": (1, "int"),
         "per_example": (False, "bool"), "checkpoint_every": (10, "int"), "plots": (True, "bool"),
         "on_nonfinite": ("stop", "str"),  # a NaN/Inf loss or params: stop (keeping the last finite checkpoint) or continue
+        "devices": (1, "int"), "replica_devices": (0, "int"), "precision": ("float32", "str"),
     },
     "privacy": {  # DP-SGD (jaxbp.privacy); noise_multiplier or target_epsilon, the other is filled in
         "enabled": (False, "bool"), "clip_norm": (1.0, "float"), "noise_multiplier": (None, "float"),
@@ -184,9 +185,11 @@ def _check_values(config: dict) -> None:
     if data["label_column"] is not None and not data["name"].lower().endswith((".csv", ".tsv")):
         raise ConfigError(f"data.label_column names the label column of a .csv/.tsv file; {data['name']!r} has "
                           f"none: drop data.label_column")
-    for key, low in (("epochs", 1), ("batch_size", 0), ("replicas", 1), ("checkpoint_every", 0)):
+    for key, low in (("epochs", 1), ("batch_size", 0), ("replicas", 1), ("checkpoint_every", 0), ("devices", 0),
+                     ("replica_devices", 0)):
         if train[key] < low:
             raise ConfigError(f"train.{key} must be >= {low}; got {train[key]}")
+    _check_choice("train.precision", train["precision"], ("float32", "bfloat16", "float64"))
     if any(h < 1 for h in config["model"]["hidden"]):
         raise ConfigError(f"model.hidden must list positive layer widths; got {config['model']['hidden']}")
     _check_choice("train.on_nonfinite", train["on_nonfinite"], ("stop", "continue"))

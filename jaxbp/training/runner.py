@@ -21,7 +21,6 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from . import guard as _guard
 from . import lock as _lock
 from . import runlog as _runlog
 from ..datasets import synthetic as _synthetic
@@ -38,10 +37,14 @@ from ..privacy import training as _privacy
 from .plots import save_plots
 from .record import make_record, recorded_plugins, replica_labels, write_record
 from ..plugins.user import load_plugins
-from .steps import evaluate, scan_steps, train_step_fn
+from . import guard as _guard
+from .epochs import make_epoch_fn
+from ..scale import cluster as _cluster
+from ..scale.precision import get_policy, mixed_precision, with_inputs_in, x64_for
+from ..scale.sharded import check_batch_split
 
-# what --set may change on --resume
-RESUMABLE = ("train.epochs", "train.checkpoint_every", "train.plots", "train.on_nonfinite")
+RESUMABLE = ("train.epochs", "train.checkpoint_every", "train.plots", "train.on_nonfinite",  # --set on --resume
+             "train.devices", "train.replica_devices")
 
 
 class TrainResult(NamedTuple):
@@ -64,40 +67,7 @@ class Run(NamedTuple):
     steps_per_epoch: int
     replicas: int
     privacy: dict | None = None  # the resolved [privacy] settings of a DP-SGD run
-
-
-def epoch_batches(key: jax.Array, n: int, batch_size: int) -> jax.Array:
-    """Indices (n // B, B) of one shuffled epoch; the ragged n % B examples left over are dropped."""
-    steps = n // batch_size
-    return jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
-
-
-def make_epoch_fn(model: Model, optimizer: optax.GradientTransformation, batch_size: int, *,
-                  per_example: bool = False, privacy=None, sample=None) -> Callable:
-    """One jitted epoch for stacked replicas: shuffle, all full batches in one scan, then evaluate.
-
-    A private run (``privacy``) may ``sample(key, n) -> (indices, masks, dropped)`` its batches instead.
-    """
-    run_steps = scan_steps(train_step_fn(model, optimizer, per_example=per_example, privacy=privacy))
-
-    def one(params, opt_state, batches, x, y, x_test, y_test):
-        params, opt_state, losses = run_steps(params, opt_state, *batches)
-        train_loss, train_acc = evaluate(model, params, x, y)
-        test_loss, test_acc = evaluate(model, params, x_test, y_test)
-        metrics = {"batch_loss": jnp.mean(losses), "train_loss": train_loss, "train_accuracy": train_acc,
-                   "test_loss": test_loss, "test_accuracy": test_acc,
-                   "params_finite": _guard.all_finite(params)}  # divergence, in the epoch's one host sync
-        return params, opt_state, metrics
-
-    def epoch(params, opt_state, shuffle_key, index, x, y, x_test, y_test):
-        key = jax.random.fold_in(shuffle_key, index)
-        order, *masks = (epoch_batches(key, x.shape[0], batch_size),) if sample is None else sample(key, x.shape[0])
-        shared = (None,) * 5
-        params, opt_state, metrics = jax.vmap(one, in_axes=(0, 0, *shared))(
-            params, opt_state, (x[order], y[order], *masks[:1]), x, y, x_test, y_test)
-        return params, opt_state, {**metrics, "dropped": masks[1]} if masks else metrics
-
-    return jax.jit(epoch)
+    mesh: Any = None  # replica x data; None: one device, one process
 
 
 def build(config: dict) -> Run:
@@ -118,6 +88,9 @@ def build(config: dict) -> Run:
     if batch > n_train:
         raise ConfigError(f"train.batch_size = {batch} is more than the {n_train} training examples; "
                           f"use at most {n_train}, or 0 for full batch")
+    data = with_inputs_in(data, train_cfg["precision"])
+    mesh = check_batch_split(batch, _cluster.run_mesh(train_cfg["devices"], max(train_cfg["replicas"], len(
+        learning_rates(config["optimizer"]))), train_cfg["replica_devices"]))
     out = 1 if model_cfg["loss"] == "binary_cross_entropy" else data.num_classes
     steps = n_train // batch
     privacy = _privacy.plan(config["privacy"], n_train, batch, train_cfg["epochs"] * steps, not train_cfg["batch_size"])
@@ -126,18 +99,21 @@ def build(config: dict) -> Run:
     spec = {"sizes": [data.x_train.shape[1], *model_cfg["hidden"], out], "activation": model_cfg["activation"],
             "loss": model_cfg["loss"], "optimizer": {**config["optimizer"], "learning_rate": 1.0}, "batch": batch,
             "per_example": train_cfg["per_example"], "replicas": train_cfg["replicas"], "rates": len(rates),
-            "rule": model_cfg["rule"],
+            "rule": model_cfg["rule"], "precision": train_cfg["precision"],
             "privacy": privacy and {**privacy, "seed": train_cfg["seed"], "steps": steps}}
+    if privacy and mesh is not None:
+        raise ConfigError("private training runs on one device for now (its Poisson batches are not split over a "
+                          "mesh); set train.devices = 1")
     activation = model_cfg["activation"]
     names = [activation] * len(model_cfg["hidden"]) if isinstance(activation, str) else activation
     plugins = (get_loss(model_cfg["loss"]), *map(get_activation, names), get_rule(model_cfg["rule"]))
-    model, optimizer, init, epoch, replicas = _programs(json.dumps(spec, sort_keys=True), plugins)
+    model, optimizer, init, epoch, replicas = _programs(json.dumps(spec, sort_keys=True), plugins, mesh)
     rates = jnp.asarray(rates * (replicas // len(rates)))  # each replica's peak learning rate
-    return Run(config, data, model, optimizer, lambda key: init(key, rates), epoch, steps, replicas, privacy)
+    return Run(config, data, model, optimizer, lambda key: init(key, rates), epoch, steps, replicas, privacy, mesh)
 
 
 @functools.lru_cache(maxsize=8)
-def _programs(spec: str, plugins: tuple):
+def _programs(spec: str, plugins: tuple, mesh=None):
     """Model, optimizer and jitted init and epoch for one spec (learning rates are data, not part of it), kept
     so that runs of one shape in a process (sweeps, resume) compile once; the registered plugins are in the
     key, so re-registering a name rebuilds."""
@@ -146,18 +122,20 @@ def _programs(spec: str, plugins: tuple):
     private = spec["privacy"] and _privacy.dp_config(spec["privacy"], spec["privacy"]["seed"])
     model = mlp(spec["sizes"], spec["activation"], spec["loss"], spec["rule"])
     optimizer = make_optimizer(spec["optimizer"], private and functools.partial(private_optimizer, privacy=private))
+    policy = get_policy(spec["precision"])  # float32: the model as it is, the program unchanged
+    model = model if spec["precision"] == "float32" else mixed_precision(model, policy)
     replicas = max(spec["replicas"], spec["rates"])
     offsets = jnp.arange(replicas) if spec["replicas"] > 1 else jnp.zeros(replicas, int)
 
     def init(run_key, rates):
         init_key, _ = jax.random.split(run_key)
-        params = jax.vmap(model.init)(jax.vmap(jax.random.fold_in, (None, 0))(init_key, offsets))
+        params = policy.cast_to_param(jax.vmap(model.init)(jax.vmap(jax.random.fold_in, (None, 0))(init_key, offsets)))
         opt_state = jax.vmap(optimizer.init)(trainable(params))  # a rule's fixed feedback is not the optimizer's
         lr = rates.astype(opt_state.hyperparams["learning_rate"].dtype)
         return params, opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
 
     epoch = make_epoch_fn(model, optimizer, spec["batch"], per_example=spec["per_example"], privacy=private,
-                          sample=private and _privacy.sampler(spec["privacy"], spec["privacy"]["steps"]))
+                          sample=private and _privacy.sampler(spec["privacy"], spec["privacy"]["steps"]), mesh=mesh)
     return model, optimizer, jax.jit(init), epoch, replicas
 
 
@@ -166,22 +144,25 @@ def train(config=None, out_dir=None, *, overrides=(), overwrite: bool = False, p
     """Train from ``config`` (None: the default spiral run; a dict; or a .toml path) with ``--set``-style
     ``overrides``; with ``out_dir`` the run folder gets config, metrics, summary, params, checkpoint, plots
     and model.json. ``plugins``: modules or .py files to import first (recorded in model.json)."""
-    plugins = load_plugins(plugins)
-    run = build(load_config(config, overrides))
-    key = jax.random.key(run.config["train"]["seed"])
-    if out_dir is None:
-        return _fit(run, Checkpoint(*run.init(key), 0, 0, key), None, [], progress, plugins)
-    with _lock.holding(out_dir) as lock:  # one run per folder, for the run's whole life
-        run_dir = _runlog.prepare_run_dir(out_dir, overwrite)
-        return _fit(run, Checkpoint(*run.init(key), 0, 0, key), run_dir, [], progress, plugins, lock.notes)
+    plugins, config = load_plugins(plugins), load_config(config, overrides)
+    with x64_for(config["train"]["precision"]):
+        run = build(config)
+        key = jax.random.key(run.config["train"]["seed"])
+        if out_dir is None or not _cluster.is_writer():  # of several processes, only process 0 writes the folder
+            return _fit(run, Checkpoint(*run.init(key), 0, 0, key), out_dir and os.fspath(out_dir), [], progress, plugins)
+        with _lock.holding(out_dir) as lock:  # one run per folder, for the run's whole life
+            run_dir = _runlog.prepare_run_dir(out_dir, overwrite)
+            return _fit(run, Checkpoint(*run.init(key), 0, 0, key), run_dir, [], progress, plugins, lock.notes)
 
 
 def resume(run_dir, *, overrides=(), progress: bool = True, plugins=()) -> TrainResult:
     """Continue the run in ``run_dir`` from its checkpoint up to ``train.epochs`` (set via ``overrides``); the
     plugins recorded in its model.json are imported again, then ``plugins``."""
     run_dir = _runlog.check_run_dir(run_dir)
+    plugins = load_plugins([*recorded_plugins(run_dir), *plugins])
+    if not _cluster.is_writer():  # process 0 holds the lock for all
+        return _resume(run_dir, overrides, progress, plugins, [])
     with _lock.holding(run_dir) as lock:  # no second run, nor resume, into the folder
-        plugins = load_plugins([*recorded_plugins(run_dir), *plugins])
         return _resume(run_dir, overrides, progress, plugins, lock.notes)
 
 
@@ -191,26 +172,29 @@ def _resume(run_dir, overrides, progress: bool, plugins, notes: list[str]) -> Tr
         if f"{section}.{key}" not in RESUMABLE:
             raise ConfigError(f"--set {section}.{key} cannot change on --resume (only {', '.join(RESUMABLE)}); "
                               f"to train with other settings start a new run: --config {run_dir}/config.toml --out NEW")
-    run = build(load_config(os.path.join(run_dir, _runlog.CONFIG), overrides))
-    key = jax.random.key(run.config["train"]["seed"])
-    params, opt_state = jax.eval_shape(run.init, key)
-    path = os.path.join(run_dir, _runlog.CHECKPOINT)
-    _guard.check_same_config(read_meta(path), run.config, RESUMABLE, run_dir)  # before the leaves are matched
-    state = load_checkpoint(path, params, opt_state, key)
-    _guard.require_finite(state, path)
-    epochs = run.config["train"]["epochs"]
-    if state.epoch >= epochs:
-        raise ConfigError(f"{run_dir} has already trained {state.epoch} epochs; resume to more, e.g. "
-                          f"--set train.epochs={state.epoch * 2}")
-    rows = _runlog.read_metrics(os.path.join(run_dir, _runlog.METRICS), state.epoch, notes)
-    return _fit(run, state, run_dir, rows, progress, plugins, notes)
+    config = load_config(os.path.join(run_dir, _runlog.CONFIG), overrides)
+    with x64_for(config["train"]["precision"]):
+        run = build(config)
+        key = jax.random.key(run.config["train"]["seed"])
+        params, opt_state = jax.eval_shape(run.init, key)
+        path = os.path.join(run_dir, _runlog.CHECKPOINT)
+        _guard.check_same_config(read_meta(path), run.config, RESUMABLE, run_dir)  # before the leaves are matched
+        state = load_checkpoint(path, params, opt_state, key)
+        _guard.require_finite(state, path)
+        epochs = run.config["train"]["epochs"]
+        if state.epoch >= epochs:
+            raise ConfigError(f"{run_dir} has already trained {state.epoch} epochs; resume to more, e.g. "
+                              f"--set train.epochs={state.epoch * 2}")
+        rows = _runlog.read_metrics(os.path.join(run_dir, _runlog.METRICS), state.epoch, notes)
+        return _fit(run, state, run_dir, rows, progress, plugins, notes)
 
 
 def _fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool, plugins=(), notes=()) -> TrainResult:
-    if run_dir is not None:
+    writer = _cluster.is_writer()  # of several processes, only process 0 writes the run folder and prints
+    if run_dir is not None and writer:
         write_atomic(os.path.join(run_dir, _runlog.CONFIG), to_toml(run.config).encode())
         write_record(run_dir, make_record(run.config, run.data, run.model, run.replicas, plugins))
-    log = _runlog.RunLog(run_dir, run.config["train"]["epochs"], progress, rows)
+    log = _runlog.RunLog(run_dir if writer else None, run.config["train"]["epochs"], progress and writer, rows)
     try:
         for note in notes:
             log.message(note)
@@ -225,10 +209,11 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog) -> TrainRes
     epochs, every, first, rows = train_cfg["epochs"], train_cfg["checkpoint_every"], state.epoch, log.rows
     checkpoint = None if run_dir is None else os.path.join(run_dir, _runlog.CHECKPOINT)
     sizes = "-".join(map(str, [run.model.d_in, *config["model"]["hidden"], run.model.d_out]))
+    where = _cluster.describe(run.mesh, config["train"]["precision"])
     log.message(f"training {sizes} {config['model']['activation']} x {run.replicas} replica(s) on "
                 f"{os.path.basename(data.name)} ({data.x_train.shape[0]} train, {data.x_test.shape[0]} test, "
                 f"{run.steps_per_epoch} steps/epoch) with {config['optimizer']['name']}, epochs {first + 1}..{epochs}"
-                + (f" -> {run_dir}" if run_dir else ""))
+                + f" on {_cluster.where_text(where)}" + (f" -> {run_dir}" if run_dir else ""))
     _, shuffle_key = jax.random.split(state.key)
     arrays = (data.x_train, data.y_train, data.x_test, data.y_test)
     offset = rows[-1]["time_s"] if rows else 0.0
@@ -264,15 +249,18 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog) -> TrainRes
         "dataset": data.name, "n_train": data.x_train.shape[0], "n_test": data.x_test.shape[0],
         "dropped_per_epoch": data.x_train.shape[0] % (train_cfg["batch_size"] or data.x_train.shape[0]),
         "dtype": str(data.x_train.dtype), "resumed_from_epoch": first, "wall_time_s": round(wall, 3),
-        "first_epoch_s": round(first_epoch_s, 3), "examples_per_second": round(per_epoch * timed[0] / timed[1], 1)})
+        "first_epoch_s": round(first_epoch_s, 3), "examples_per_second": round(per_epoch * timed[0] / timed[1], 1),
+        **where})
+    if run.mesh is not None:  # sharded over devices (and processes): gathered to the host once, at the end
+        state, finite = (host := _cluster.host_state(state)), (host if finite is state else finite)
     if run.privacy:
         summary["privacy"] = _privacy.summary(run.privacy, log.rows)
         summary["dropped_per_epoch"] = 0 if run.privacy["sampling"] == "poisson" else summary["dropped_per_epoch"]
     if run.replicas > 1:
         summary["per_replica"] = _per_replica(log.rows[-1], state.opt_state, train_cfg["replicas"] > 1)
     params = state.params if run.replicas > 1 else jax.tree.map(lambda leaf: leaf[0], state.params)
-    if run_dir is not None:
-        saved = _save(log, checkpoint, meta, state, finite, saved)
+    saved = _save(log, checkpoint, meta, state, finite, saved) if run_dir is not None else saved  # every process
+    if run_dir is not None and _cluster.is_writer():
         save_trees(os.path.join(run_dir, _runlog.PARAMS), {"params": params}, {"replicas": run.replicas})
         if train_cfg["plots"] and state is finite:
             first_params = jax.tree.map(lambda leaf: leaf[0], state.params)
@@ -285,7 +273,7 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog) -> TrainRes
 def _save(log, path: str, meta: dict, state: Checkpoint, finite: Checkpoint, saved: int) -> int:
     """Checkpoint the last finite state if it is newer than the saved epoch; returns the epoch saved."""
     if finite.epoch > saved:
-        save_checkpoint(path, finite, meta)
+        _cluster.save_everywhere(save_checkpoint, path, finite, meta)
     if state is not finite:
         log.message(f"epoch {state.epoch} is not finite (train.on_nonfinite = \"continue\"): {path} keeps "
                     f"epoch {finite.epoch}, the last finite one" if finite.epoch else "no finite epoch to checkpoint")

@@ -1,0 +1,1 @@
+"""Scale-out: hand-written gradients on sharded arrays, many devices and hosts, and mixed precision."""

@@ -1,0 +1,56 @@
+"""One training epoch as one jitted call: shuffle, every full batch through the fused ``lax.scan`` step, evaluate.
+
+The ``n % B`` examples left over are dropped, so every step has one shape and nothing recompiles.
+Replicas are a leading K axis on params and optimizer state, vmapped; the batches are shared.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from . import guard as _guard
+from ..networks import Model
+from ..scale.sharded import sharded_epoch
+from .steps import evaluate, scan_steps, train_step_fn
+
+
+def epoch_batches(key: jax.Array, n: int, batch_size: int) -> jax.Array:
+    """Indices (n // B, B) of one shuffled epoch; the ragged n % B examples left over are dropped."""
+    steps = n // batch_size
+    return jax.random.permutation(key, n)[: steps * batch_size].reshape(steps, batch_size)
+
+
+def make_epoch_fn(model: Model, optimizer: optax.GradientTransformation, batch_size: int, *,
+                  per_example: bool = False, privacy=None, sample=None, mesh=None) -> Callable:
+    """One jitted epoch for stacked replicas: shuffle, all full batches in one scan, then evaluate.
+
+    A private run (``privacy``) may ``sample(key, n) -> (indices, masks, dropped)`` its batches instead.
+    """
+    run_steps = scan_steps(train_step_fn(model, optimizer, per_example=per_example, privacy=privacy))
+
+    def one(params, opt_state, batches, x, y, x_test, y_test):
+        params, opt_state, losses = run_steps(params, opt_state, *batches)
+        train_loss, train_acc = evaluate(model, params, x, y)
+        test_loss, test_acc = evaluate(model, params, x_test, y_test)
+        metrics = {"batch_loss": jnp.mean(losses), "train_loss": train_loss, "train_accuracy": train_acc,
+                   "test_loss": test_loss, "test_accuracy": test_acc,
+                   "params_finite": _guard.all_finite(params)}  # divergence, in the epoch's one host sync
+        return params, opt_state, metrics
+
+    if mesh is not None:  # the batches split over the data axis, the replicas over the replica axis
+        return sharded_epoch(lambda params, opt_state, xs, ys, *evaluation: one(params, opt_state, (xs, ys), *evaluation),
+                             lambda key, n: epoch_batches(key, n, batch_size), mesh)
+
+    def epoch(params, opt_state, shuffle_key, index, x, y, x_test, y_test):
+        key = jax.random.fold_in(shuffle_key, index)
+        order, *masks = (epoch_batches(key, x.shape[0], batch_size),) if sample is None else sample(key, x.shape[0])
+        shared = (None,) * 5
+        params, opt_state, metrics = jax.vmap(one, in_axes=(0, 0, *shared))(
+            params, opt_state, (x[order], y[order], *masks[:1]), x, y, x_test, y_test)
+        return params, opt_state, {**metrics, "dropped": masks[1]} if masks else metrics
+
+    return jax.jit(epoch)

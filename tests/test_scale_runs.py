@@ -1,0 +1,153 @@
+"""``jaxbp train`` on several devices (tests/conftest.py makes 4 host devices) and several processes
+(2 local processes on 127.0.0.1, 2 host devices each): the float64 result of the one-device run,
+resumed across process and device counts, and the errors for a split that does not fit or a peer that never comes."""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+import jaxbp
+from jaxbp.errors import ConfigError
+
+# SGD with momentum: with Adam (which divides by sqrt(v)) 2 processes x 2 devices ended 3.8e-10 from 1 device
+SMALL = ["data.name=moons", "data.n=200", "model.hidden=[12]", "optimizer.name=sgd", "optimizer.momentum=0.9",
+         "optimizer.learning_rate=0.1", "train.batch_size=24", "train.plots=false", "train.checkpoint_every=2",
+         "train.precision=float64"]
+PEER_TIMEOUT_S = 240  # the outer limit on a multi-process run; a hang fails the test instead of the suite
+
+
+def _leaves(path):
+    with np.load(path, allow_pickle=False) as archive:
+        return {name: archive[name] for name in archive.files if name != "meta"}
+
+
+def _close(a: dict, b: dict, tol=1e-10):
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], rtol=0, atol=tol, err_msg=name)
+
+
+def _metrics(path):
+    return [{k: v for k, v in json.loads(line).items() if k != "time_s"} for line in path.read_text().splitlines()]
+
+
+def _same_metrics(a, b, tol=1e-10):
+    assert [r["epoch"] for r in a] == [r["epoch"] for r in b]
+    for x, y in zip(a, b):
+        for name in x:
+            np.testing.assert_allclose(x[name], y[name], rtol=0, atol=tol, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def one_device(tmp_path_factory):
+    """The reference: 3 epochs on one device, and the same run stopped after 1 and 2 (one compiled program)."""
+    root = tmp_path_factory.mktemp("one")
+    for name, epochs in (("straight", 3), ("stopped1", 1), ("stopped2", 2)):
+        jaxbp.train(None, root / name, overrides=SMALL + [f"train.epochs={epochs}"], progress=False)
+    return root
+
+
+def test_four_devices_and_replica_split_give_the_one_device_run(one_device, tmp_path):
+    result = jaxbp.train(None, tmp_path / "four", overrides=SMALL + ["train.epochs=3", "train.devices=4"],
+                         progress=False)
+    _close(_leaves(tmp_path / "four" / "checkpoint.npz"), _leaves(one_device / "straight" / "checkpoint.npz"))
+    _same_metrics(_metrics(tmp_path / "four" / "metrics.jsonl"), _metrics(one_device / "straight" / "metrics.jsonl"))
+    summary = result.summary
+    assert summary["mesh"] == {"replica": 1, "data": 4} and summary["device_count"] == 4
+    assert (summary["platform"], summary["process_count"], summary["precision"]) == ("cpu", 1, "float64")
+    assert summary["device_kind"]
+    assert "4 cpu device(s) (replica 1 x data 4)" in (tmp_path / "four" / "train.log").read_text()
+    # 2 replicas (seeds) over 4 devices: replica 2 x data 2 by default; replica 0 is the one-replica run
+    split = jaxbp.train(None, overrides=SMALL + ["train.epochs=3", "train.devices=4", "train.replicas=2"],
+                        progress=False)
+    assert split.summary["mesh"] == {"replica": 2, "data": 2}
+    one = _leaves(one_device / "straight" / "params.npz")
+    for (name, want), got in zip(sorted(one.items()), jax.tree.leaves(split.params)):
+        np.testing.assert_allclose(np.asarray(got)[0], want, rtol=0, atol=1e-10, err_msg=name)
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["train.devices=4", "train.batch_size=30"], r"batch_size = 30 does not split evenly over the 4 devices .* "
+                                                  r"multiple of 4 \(e.g. 28\)"),
+    (["train.devices=8"], r"train.devices = 8 but JAX sees 4 cpu device\(s\); lower train.devices"),
+    (["train.devices=4", "train.replicas=2", "train.replica_devices=3"], r"replica_devices = 3 must divide both"),
+    (["train.precision=float16"], r"unknown train.precision 'float16'; known: float32, bfloat16, float64"),
+])
+def test_a_split_that_does_not_fit_is_a_config_error(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        jaxbp.train(None, overrides=SMALL + overrides, progress=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _cli(processes: int, *args, timeout_s: float = 60):
+    """``jaxbp train ARGS`` as ``processes`` local processes with 2 host devices each; returns their outputs."""
+    port, env = _free_port(), dict(os.environ, JAX_PLATFORMS="cpu")
+    command = [sys.executable, "-m", "jaxbp", "train", "--quiet", *args]
+    if processes > 1:
+        command += ["--coordinator", f"127.0.0.1:{port}", "--num-processes", str(processes),
+                    "--timeout", str(timeout_s)]
+    procs = [subprocess.Popen(command + (["--process-id", str(i)] if processes > 1 else []), env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(processes)]
+    try:
+        outs = [p.communicate(timeout=PEER_TIMEOUT_S)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    return [(p.returncode, out) for p, out in zip(procs, outs)]
+
+
+def _sets(*extra):
+    return [word for item in SMALL + list(extra) for word in ("--set", item)]
+
+
+def test_two_processes_give_the_one_process_run_and_resume_across_counts(one_device, tmp_path):
+    """1 process x 1 device (epoch 1) -> 2 processes x 2 devices (epoch 2) -> 1 x 1 (epoch 3): the one-device run."""
+    shutil.copytree(one_device / "stopped1", tmp_path / "run")
+    results = _cli(2, "--resume", str(tmp_path / "run"), "--set", "train.epochs=2", "--set", "train.devices=4")
+    assert [code for code, _ in results] == [0, 0], results
+    assert "final:" in results[0][1] and "final:" not in results[1][1]  # only process 0 reports
+    _close(_leaves(tmp_path / "run" / "checkpoint.npz"), _leaves(one_device / "stopped2" / "checkpoint.npz"))
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (summary["process_count"], summary["device_count"], summary["mesh"]) == (2, 4, {"replica": 1, "data": 4})
+    jaxbp.resume(tmp_path / "run", overrides=["train.epochs=3", "train.devices=1"], progress=False)
+    _close(_leaves(tmp_path / "run" / "checkpoint.npz"), _leaves(one_device / "straight" / "checkpoint.npz"))
+    _same_metrics(_metrics(tmp_path / "run" / "metrics.jsonl"), _metrics(one_device / "straight" / "metrics.jsonl"))
+
+
+def test_a_peer_that_never_comes_is_a_clear_error_after_the_timeout(tmp_path):
+    port = _free_port()
+    proc = subprocess.run([sys.executable, "-m", "jaxbp", "train", "--out", str(tmp_path / "run"), "--coordinator",
+                           f"127.0.0.1:{port}", "--num-processes", "2", "--process-id", "0", "--timeout", "2"],
+                          capture_output=True, text=True, timeout=PEER_TIMEOUT_S, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+    assert proc.returncode == 2, proc.stderr
+    assert "process(es) [1] never arrived at 127.0.0.1" in proc.stderr and "raise --timeout (now 2 s)" in proc.stderr
+    assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()
+
+
+def test_no_flags_picks_up_a_slurm_job_step_and_nothing_else(monkeypatch):
+    from jaxbp.scale.cluster import detected_cluster, start
+
+    for name in [k for k in os.environ if k.startswith(("SLURM_", "OMPI_", "JAX_COORDINATOR", "TPU_", "CLOUD_TPU"))]:
+        monkeypatch.delenv(name)
+    assert detected_cluster() is None and start(1) is False  # a plain machine: one process, nothing to join
+    monkeypatch.setenv("SLURM_JOB_ID", "7")
+    monkeypatch.setenv("SLURM_STEP_NODELIST", "node[3-4]")
+    monkeypatch.setenv("SLURM_NTASKS", "2")
+    monkeypatch.setenv("SLURM_PROCID", "1")
+    monkeypatch.setenv("SLURM_LOCALID", "0")
+    address, count, index = detected_cluster()
+    assert address.startswith("node3:") and (count, index) == (2, 1)
+    with pytest.raises(ConfigError, match="--coordinator HOST:PORT, --num-processes P and --process-id I go together"):
+        start(1, "127.0.0.1:1234", 2, None)
