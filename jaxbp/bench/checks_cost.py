@@ -13,7 +13,7 @@ import optax
 
 from ..networks import mlp
 from ..training.steps import make_train_step
-from .timing import CONFIGS, interleave, paired_ratio, paired_spread
+from .timing import CONFIGS, interleave, paired_ratio, paired_spread, step_runner
 
 
 def checks_cost(configs=("toy", "mnist"), batches=(128, 1024), *, rounds: int = 7, block_s: float = 0.1) -> list[dict]:
@@ -29,15 +29,8 @@ def checks_cost(configs=("toy", "mnist"), batches=(128, 1024), *, rounds: int = 
             kx, ky = jax.random.split(jax.random.key(n))
             x, y = jax.random.normal(kx, (n, sizes[0])), jax.random.randint(ky, (n,), 0, sizes[-1])
 
-            def runner(step):
-                def run(k):
-                    p, s = params, state
-                    for _ in range(k):
-                        p, s, _ = step(p, s, x, y)
-                    jax.block_until_ready(p)
-                return run
-
-            t = interleave({"plain": runner(plain), "checked": runner(checked)}, rounds, block_s)
+            t = interleave({"plain": step_runner(plain, params, state, x, y),
+                            "checked": step_runner(checked, params, state, x, y)}, rounds, block_s)
             rows.append({"config": name, "n": n, "plain_ms": 1e3 * min(t["plain"]),
                          "checked_ms": 1e3 * min(t["checked"]), "ratio": paired_ratio(t["checked"], t["plain"]),
                          "spread": paired_spread(t["checked"], t["plain"])})

@@ -19,7 +19,7 @@ from ..networks import mlp
 from ..training.steps import init_replicas, make_replica_step, make_scan_step, make_train_step
 from .contenders import LEARNING_RATE, batch, start_params
 from .special import TOY, _stream, step_by_step
-from .timing import CONFIGS, interleave, median, paired_ratio, paired_spread
+from .timing import CONFIGS, interleave, median, paired_ratio, paired_spread, step_runner
 
 DEVICE_COUNTS = (1, 2, 4)
 DEVICES = 4  # host devices the scale suite asks for on a CPU, before the backend starts
@@ -36,15 +36,7 @@ def _step_runner(sizes, n: int, devices: int):
     mesh = jax.make_mesh((devices,), ("data",), devices=jax.devices()[:devices])
     x, y = jax.device_put(batch(sizes, n), NamedSharding(mesh, P("data")))
     params, state = jax.device_put((params, optimizer.init(params)), NamedSharding(mesh, P()))
-    step = make_train_step(model, optimizer)
-
-    def run(k):
-        p, s = params, state
-        for _ in range(k):
-            p, s, _ = step(p, s, x, y)
-        jax.block_until_ready(p)
-
-    return run
+    return step_runner(make_train_step(model, optimizer), params, state, x, y)
 
 
 def scaling(*, rounds: int, block_s: float, global_n: int = 2048, per_device_n: int = 512) -> dict:

@@ -87,6 +87,18 @@ def interleave(runners: Mapping[str, Runner], rounds: int, block_s: float,
     return times
 
 
+def step_runner(step: Callable, params, state, x, y) -> Runner:
+    """``run(k)``: k training steps from the same start on one batch, waited for."""
+
+    def run(k):
+        p, s = params, state
+        for _ in range(k):
+            p, s, _ = step(p, s, x, y)
+        jax.block_until_ready(p)
+
+    return run
+
+
 def median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
 
