@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from .. import checking, rule_angles
+from .. import checking, checking_rules as rule_angles
 from ..variants import guarded  # a network whose plugin raises is a failed row, not a crash
 from ..plugins.registry import load_entry_points
 from ..plugins.user import load_plugins
