@@ -15,7 +15,6 @@ import numpy as np
 
 from .checking import example_labels
 from .networks import mlp
-from .plugins.rules import RULES as RULES
 from .plugins.rules import layer_params
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 
-from .errors import ConfigError, ShapeError
+from .errors import ConfigError
 from .plugins.layers import Layer, dense
 from .plugins.losses import get_loss
 from .plugins.rules import attach, get_rule, layer_params

@@ -80,7 +80,7 @@ def test_two_runs_into_one_folder_one_wins_the_other_is_refused(tmp_path):
     run = tmp_path / "run"
     first = start("--out", str(run), "--set", "train.epochs=30", "--set", "train.seed=1", "--quiet")
     second = start("--out", str(run), "--set", "train.epochs=30", "--set", "train.seed=2", "--quiet")
-    (out1, err1), (out2, err2) = first.communicate(timeout=180), second.communicate(timeout=180)
+    (_, err1), (_, err2) = first.communicate(timeout=180), second.communicate(timeout=180)
     codes = sorted([first.returncode, second.returncode])
     assert codes == [0, 2], (err1, err2)
     loser = err1 if first.returncode else err2

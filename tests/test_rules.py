@@ -15,7 +15,6 @@ import optax
 import pytest
 
 import jaxbp
-from jaxbp import checking
 from jaxbp.checking import relative_error
 from jaxbp.plugins.rules import RULES, FixedFeedback, LearnedFeedback
 from jaxbp.checking_rules import format_angles, rule_angles

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from .. import checking, checking_rules as rule_angles
+from ..plugins.rules import RULES
 from ..variants import guarded  # a network whose plugin raises is a failed row, not a crash
 from ..plugins.registry import load_entry_points
 from ..plugins.user import load_plugins
@@ -32,7 +33,7 @@ def run(args) -> int:
         reports += [guarded(name, checking.check_model, model, smooth=smooth, seed=args.seed, name=name)
                     for name, model, smooth in checking.network_suite()]
     if "rule" in kinds:
-        print(rule_angles.format_angles(a for rule in rule_angles.RULES.names() for a in rule_angles.rule_angles(rule)))
+        print(rule_angles.format_angles(a for rule in RULES.names() for a in rule_angles.rule_angles(rule)))
         print("backward rules: the angle of each layer's update to the true gradient (0 is backprop, 90 orthogonal); "
               "backprop itself is proven by the network suite\n")
     report = checking.merge(reports)
