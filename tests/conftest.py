@@ -1,9 +1,24 @@
-"""Float64 by default, so gradient checks can be tight; float32 tests cast explicitly."""
+"""Float64 by default, so gradient checks can be tight; float32 tests cast explicitly.
 
+One persistent compilation cache serves the whole run: both pytest-xdist workers and every ``jaxbp``
+subprocess a test starts (they inherit the environment), so a program is compiled once between them.
+It lives in a fresh temporary folder, made by the first process that loads this file, removed at exit.
+"""
+
+import atexit
 import copy
+import os
+import shutil
+import tempfile
 
-import jax
-import pytest
+if "JAXBP_TEST_CACHE" not in os.environ:  # the controller; the workers inherit its folder
+    os.environ["JAXBP_TEST_CACHE"] = os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="jaxbp-jit-")
+    atexit.register(shutil.rmtree, os.environ["JAXBP_TEST_CACHE"], ignore_errors=True)
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # the tests' programs compile in well under 1 s
+os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"] = "0"
+
+import jax  # noqa: E402
+import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_num_cpu_devices", 4)  # host devices for the sharded tests (tests/test_scale.py); before any backend starts

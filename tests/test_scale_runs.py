@@ -17,9 +17,10 @@ import jaxbp
 from jaxbp.errors import ConfigError
 
 # Few steps (3 an epoch) and SGD with momentum: 2 processes sum the devices' gradients in another order than
-# 1 process, and training amplifies rounding (Adam, dividing by sqrt(v), amplifies it most). Measured: 2 x 2
-# devices, resumed from and to 1 device, ends 5.6e-17 from the one-device run; the tests hold 1e-10.
-SMALL = ["data.name=moons", "data.n=200", "model.hidden=[12]", "optimizer.name=sgd", "optimizer.momentum=0.9",
+# 1 process, and training carries rounding along (Adam, dividing by sqrt(v), would amplify it most). Measured:
+# 2 x 2 devices, resumed from and to 1 device, ends 5.6e-17 from the one-device run; the tests hold 1e-10.
+SMALL = ["data.name=moons", "data.n=200", "model.hidden=[12]", "optimizer.name=sgd",
+         "optimizer.momentum=0.9",
          "optimizer.learning_rate=0.1", "train.batch_size=48", "train.plots=false", "train.checkpoint_every=2",
          "train.precision=float64"]
 PEER_TIMEOUT_S = 240  # the outer limit on a multi-process run; a hang fails the test instead of the suite
@@ -53,6 +54,19 @@ def one_device(tmp_path_factory):
     root = tmp_path_factory.mktemp("one")
     for name, epochs in (("straight", 3), ("stopped1", 1), ("stopped2", 2)):
         jaxbp.train(None, root / name, overrides=SMALL + [f"train.epochs={epochs}"], progress=False)
+    return root
+
+
+@pytest.fixture(scope="module")
+def one_process(tmp_path_factory):
+    """The same three runs in a new process, as the multi-process runs are: the one-process reference."""
+    root = tmp_path_factory.mktemp("one-process")
+    script = ("import sys, jaxbp\n"
+              f"for name, epochs in (('straight', 3), ('stopped1', 1), ('stopped2', 2)):\n"
+              f"    jaxbp.train(None, sys.argv[1] + '/' + name, overrides={SMALL!r} + [f'train.epochs={{epochs}}'], "
+              "progress=False)\n")
+    subprocess.run([sys.executable, "-c", script, str(root)], check=True, timeout=PEER_TIMEOUT_S,
+                   env=dict(os.environ, JAX_PLATFORMS="cpu"))
     return root
 
 
@@ -114,18 +128,19 @@ def _sets(*extra):
     return [word for item in SMALL + list(extra) for word in ("--set", item)]
 
 
-def test_two_processes_give_the_one_process_run_and_resume_across_counts(one_device, tmp_path):
+def test_two_processes_give_the_one_process_run_and_resume_across_counts(one_process, tmp_path):
     """1 process x 1 device (epoch 1) -> 2 processes x 2 devices (epoch 2) -> 1 x 1 (epoch 3): the one-device run."""
-    shutil.copytree(one_device / "stopped1", tmp_path / "run")
+    shutil.copytree(one_process / "stopped1", tmp_path / "run")
     results = _cli(2, "--resume", str(tmp_path / "run"), "--set", "train.epochs=2", "--set", "train.devices=4")
     assert [code for code, _ in results] == [0, 0], results
     assert "final:" in results[0][1] and "final:" not in results[1][1]  # only process 0 reports
-    _close(_leaves(tmp_path / "run" / "checkpoint.npz"), _leaves(one_device / "stopped2" / "checkpoint.npz"))
+    _close(_leaves(tmp_path / "run" / "checkpoint.npz"), _leaves(one_process / "stopped2" / "checkpoint.npz"))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["process_count"], summary["device_count"], summary["mesh"]) == (2, 4, {"replica": 1, "data": 4})
-    jaxbp.resume(tmp_path / "run", overrides=["train.epochs=3", "train.devices=1"], progress=False)
-    _close(_leaves(tmp_path / "run" / "checkpoint.npz"), _leaves(one_device / "straight" / "checkpoint.npz"))
-    _same_metrics(_metrics(tmp_path / "run" / "metrics.jsonl"), _metrics(one_device / "straight" / "metrics.jsonl"))
+    [(code, out)] = _cli(1, "--resume", str(tmp_path / "run"), "--set", "train.epochs=3", "--set", "train.devices=1")
+    assert code == 0, out
+    _close(_leaves(tmp_path / "run" / "checkpoint.npz"), _leaves(one_process / "straight" / "checkpoint.npz"))
+    _same_metrics(_metrics(tmp_path / "run" / "metrics.jsonl"), _metrics(one_process / "straight" / "metrics.jsonl"))
 
 
 def test_a_peer_that_never_comes_is_a_clear_error_after_the_timeout(tmp_path):
