@@ -1,8 +1,14 @@
 """Float64 by default, so gradient checks can be tight; float32 tests cast explicitly.
 
-One persistent compilation cache serves the whole run: both pytest-xdist workers and every ``jaxbp``
-subprocess a test starts (they inherit the environment), so a program is compiled once between them.
-It lives in a fresh temporary folder, made by the first process that loads this file, removed at exit.
+The suite is compile-bound (hundreds of small programs), so two things keep it fast:
+
+- XLA compiles with most optimizations off (``jax_disable_most_optimizations``; a third less time).
+  An optimization changes how a program runs, not what it computes beyond rounding, and the tests
+  check what it computes. A test about the compiled program itself (its temporary memory) asks for
+  the ``optimized`` fixture. Subprocesses compile as users do, with every optimization.
+- One persistent compilation cache serves the whole run: both pytest-xdist workers and every ``jaxbp``
+  subprocess a test starts (they inherit the environment), so a program is compiled once between them.
+  It lives in a fresh temporary folder, made by the first process that loads this file, removed at exit.
 """
 
 import atexit
@@ -22,6 +28,7 @@ import pytest  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 jax.config.update("jax_num_cpu_devices", 4)  # host devices for the sharded tests (tests/test_scale.py); before any backend starts
+jax.config.update("jax_disable_most_optimizations", True)
 
 from jaxbp.plugins.activations import ACTIVATIONS  # noqa: E402
 from jaxbp.plugins.layers import LAYERS  # noqa: E402
@@ -44,9 +51,13 @@ def key():
 
 
 @pytest.fixture
-def fast_compile():
-    """Smoke runs are compile-bound: skip most XLA optimizations (where the numbers are not checked tightly)."""
-    previous = jax.config.values["jax_disable_most_optimizations"]
-    jax.config.update("jax_disable_most_optimizations", True)
+def optimized():
+    """Every XLA optimization, as users compile: for tests of the compiled program (temporary memory).
+
+    jit's in-memory cache does not tell the two settings apart, so it is emptied on the way in and out.
+    """
+    jax.clear_caches()
+    jax.config.update("jax_disable_most_optimizations", False)
     yield
-    jax.config.update("jax_disable_most_optimizations", previous)
+    jax.config.update("jax_disable_most_optimizations", True)
+    jax.clear_caches()

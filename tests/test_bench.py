@@ -95,7 +95,7 @@ def test_every_contender_makes_the_same_sgd_update():
                 np.testing.assert_allclose(mine[leaf], ref[leaf], rtol=0, atol=1e-6, err_msg=name)
 
 
-def test_per_example_step_matches_batched_step_without_a_larger_temporary():
+def test_per_example_step_matches_batched_step_without_a_larger_temporary(optimized):
     (row,) = bench_special.memory([("mnist", 256)])
     assert row["ratio"] <= 1.5
     model, params = bench_contenders.start_params(SMALL)

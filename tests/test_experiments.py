@@ -25,7 +25,7 @@ def test_experiments_are_found():
 
 
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda s: s.stem)
-def test_experiment_smoke(script, tmp_path, monkeypatch, restore_registries, fast_compile):
+def test_experiment_smoke(script, tmp_path, monkeypatch, restore_registries):
     monkeypatch.syspath_prepend(str(EXPERIMENTS))  # the scripts import experiments/_common.py
     module = _load(script)
     assert module.__doc__ and "Question" in module.__doc__ and "Answer" in module.__doc__

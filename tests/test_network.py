@@ -67,7 +67,7 @@ def test_single_point_rule_is_outer_product_of_a_minus_y_and_x():
     np.testing.assert_allclose(grads[0]["b"], a - 1, rtol=1e-14)
 
 
-def test_batched_step_does_not_build_per_example_weight_gradients():
+def test_batched_step_does_not_build_per_example_weight_gradients(optimized):
     """Compiled temporary memory of the matrix form stays close to jax.grad's, far below the vmapped form's."""
     model = jaxbp.mlp([64, 128, 128, 10], activation="relu")
     params = model.init(jax.random.key(0))

@@ -58,7 +58,7 @@ def _assert_no_per_example_array(row):
     # (the vmapped route's step does build it: 4.1 GiB at mnist size in bench/results-privacy.md)
 
 
-def test_compiled_private_step_builds_no_per_example_array_with_and_without_ynnpack():
+def test_compiled_private_step_builds_no_per_example_array_with_and_without_ynnpack(optimized):
     sizes, n = [int(d) for d in SPEC.split(":")[0].split("-")], int(SPEC.split(":")[1])
     _assert_no_per_example_array(bench_privacy.memory([(sizes, n)], ("plain", "jaxbp-dp"))[0])
     rows = special.memory_without_ynnpack([SPEC], module="jaxbp.bench.privacy")

@@ -33,7 +33,7 @@ def run_blocks(blocks: list[tuple[int, str]], filename: str) -> dict:
     return namespace
 
 
-def test_readme_python_blocks_run_top_to_bottom(tmp_path, monkeypatch, restore_registries, fast_compile):
+def test_readme_python_blocks_run_top_to_bottom(tmp_path, monkeypatch, restore_registries):
     monkeypatch.chdir(tmp_path)  # a block may write a run folder under runs/
     blocks = python_blocks(README.read_text(encoding="utf-8"))
     assert len(blocks) >= 3, "the README shows the Python API in runnable blocks"

@@ -21,7 +21,6 @@ from jaxbp.checking_rules import format_angles, rule_angles
 
 GOLDEN = Path(__file__).parent / "data" / "backprop_jaxpr.txt"
 ACTIVATIONS = ("tanh", "sigmoid", "softplus", "gelu", "identity")  # smooth: equalities hold to round-off
-pytestmark = pytest.mark.usefixtures("fast_compile")  # compile-bound: a new program per architecture
 
 
 def random_architectures(count: int, seed: int = 0):
