@@ -187,3 +187,17 @@ def test_scan_and_replica_steps_take_the_same_switch(noisy_setup):
     replicas = jaxbp.make_replica_step(model, optimizer, privacy=dp, scan=True)(
         *stack, np.stack([x, x]), np.stack([y, y]), masks)[0]  # make_scan_step is this scan without the vmap
     np.testing.assert_allclose(_flat(jax.tree.map(lambda a: a[1], replicas)), _flat(p), **TOL)
+
+
+def test_private_replicas_draw_their_own_noise(noisy_setup):
+    """Two replicas from one key (same params, same batch) part after one step: only their noise differs.
+    Without the fold of the replica index into the noise key they would stay equal (checked)."""
+    model, _, x, y, dp, optimizer, _ = noisy_setup
+    params, states = jaxbp.init_replicas(model, optimizer, jnp.stack([jax.random.key(5)] * 2))
+    step = jaxbp.make_replica_step(model, optimizer, privacy=dp)
+    moved = step(params, states, x, y, np.ones(16, bool))[0]
+    a, b = (_flat(jax.tree.map(lambda leaf: leaf[r], moved)) for r in (0, 1))
+    assert float(jnp.max(jnp.abs(a - b))) > 1e-3
+    unfolded = jax.vmap(optimizer.init)(params)  # the planted bug: one noise key for every replica
+    moved = step(params, unfolded, x, y, np.ones(16, bool))[0]
+    np.testing.assert_array_equal(*(_flat(jax.tree.map(lambda leaf: leaf[r], moved)) for r in (0, 1)))

@@ -191,6 +191,18 @@ def private_optimizer(optimizer: optax.GradientTransformation, privacy: DPConfig
     return optax.chain(optax.GradientTransformation(init_fn, update_fn), optimizer)
 
 
+def fold_noise(opt_state, index):
+    """``opt_state`` with its noise key folded with ``index`` (nothing else changes). Vmapped over replica
+    indices, it gives each replica of a private run its own noise instead of the same draws."""
+
+    def fold(state):
+        if not isinstance(state, NoiseState):
+            return state
+        return NoiseState(jax.random.key_data(jax.random.fold_in(jax.random.wrap_key_data(state.key), index)))
+
+    return jax.tree.map(fold, opt_state, is_leaf=lambda s: isinstance(s, NoiseState))
+
+
 def _has_noise(opt_state) -> bool:
     nodes = jax.tree.leaves(opt_state, is_leaf=lambda s: isinstance(s, NoiseState))
     return any(isinstance(s, NoiseState) for s in nodes)

@@ -32,7 +32,7 @@ from ..errors import ConfigError
 from ..plugins.losses import get_loss
 from ..networks import Model, mlp
 from ..plugins.rules import get_rule, trainable
-from ..privacy import private_optimizer
+from ..privacy import fold_noise, private_optimizer
 from ..privacy import training as _privacy
 from .plots import save_plots
 from .record import make_record, recorded_plugins, replica_labels, write_record
@@ -131,6 +131,7 @@ def _programs(spec: str, plugins: tuple, mesh=None):
         init_key, _ = jax.random.split(run_key)
         params = policy.cast_to_param(jax.vmap(model.init)(jax.vmap(jax.random.fold_in, (None, 0))(init_key, offsets)))
         opt_state = jax.vmap(optimizer.init)(trainable(params))  # a rule's fixed feedback is not the optimizer's
+        opt_state = jax.vmap(fold_noise)(opt_state, offsets)  # private seed replicas: each its own noise
         lr = rates.astype(opt_state.hyperparams["learning_rate"].dtype)
         return params, opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
 

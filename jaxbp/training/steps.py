@@ -19,7 +19,7 @@ from ..errors import ConfigError
 from ..fold import fold_batch_sums
 from ..networks import Model
 from ..plugins.rules import join, split, trainable
-from ..privacy import DPConfig, private_step_fn
+from ..privacy import DPConfig, fold_noise, private_step_fn
 
 
 def per_example_value_and_grad(model: Model) -> Callable:
@@ -108,12 +108,16 @@ def make_replica_step(model: Model, optimizer: optax.GradientTransformation, *, 
 
 
 def init_replicas(model: Model, optimizer: optax.GradientTransformation, keys: jax.Array):
-    """Stacked params and optimizer states, one replica per key (jitted: op by op, vmapped init is slow)."""
+    """Stacked params and optimizer states, one replica per key (jitted: op by op, vmapped init is slow).
+
+    A private optimizer's noise key is folded with the replica's index, so replicas draw their own noise.
+    """
 
     @jax.jit
     def init(keys):
         params = jax.vmap(model.init)(keys)
-        return params, jax.vmap(optimizer.init)(trainable(params))
+        states = jax.vmap(optimizer.init)(trainable(params))
+        return params, jax.vmap(fold_noise)(states, jnp.arange(keys.shape[0]))
 
     return init(keys)
 
