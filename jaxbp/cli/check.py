@@ -36,6 +36,9 @@ def run(args) -> int:
         print(rule_angles.format_angles(a for rule in RULES.names() for a in rule_angles.rule_angles(rule)))
         print("backward rules: the angle of each layer's update to the true gradient (0 is backprop, 90 orthogonal); "
               "backprop itself is proven by the network suite\n")
+    if not reports:  # --kind rule alone: angles are measured and reported, nothing is judged
+        print(f"{len(RULES.names())} backward rules measured, none judged, in {time.perf_counter() - start:.1f} s")
+        return 0
     report = checking.merge(reports)
     shown = checking.CheckReport(report.failures) if args.failures_only else report
     print(shown)
