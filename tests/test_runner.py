@@ -178,8 +178,11 @@ def test_out_onto_a_run_folder_is_refused_unless_overwrite(tmp_path, capsys):
     assert main(base) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "checkpoint.npz").read_bytes() == before
+    for name in ("confusion.png", "confusion-replica1.png", "notes.txt"):  # jaxbp evaluate's plots; the user's file
+        (out / name).write_bytes(b"kept?")
     assert main(base + ["--overwrite", "--set", "train.seed=7"]) == 0
     assert (out / "checkpoint.npz").read_bytes() != before
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(("confusion", "notes"))) == ["notes.txt"]
 
 
 def test_resume_errors(tmp_path, capsys):

@@ -7,6 +7,7 @@ import os
 from ..inference.files import read_inputs
 from ..inference.run import load_run
 from ..training.plots import save_confusion
+from ..training.runlog import confusion_file
 from .options import add_run
 
 
@@ -23,7 +24,7 @@ def run(args) -> int:
     result = loaded.evaluate(x, labels)
     print(f"{args.data}: {result.n} examples, loss {result.loss:.4f}, accuracy {result.accuracy:.2%}")
     print(confusion_text(result.confusion, result.classes))
-    name = "confusion.png" if loaded.record["replicas"] == 1 else f"confusion-replica{loaded.replica}.png"
+    name = confusion_file(loaded.record["replicas"], loaded.replica)
     title = f"{os.path.basename(args.data)}: accuracy {result.accuracy:.1%}"
     written = save_confusion(os.path.join(args.run_dir, name), result.confusion, result.classes, title, print)
     if written:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -25,11 +26,18 @@ CONFIG, METRICS, SUMMARY, PARAMS, CHECKPOINT, LOG = (
 PLOTS = ("loss.png", "accuracy.png", "decision_boundary.png")
 RECORD = "model.json"  # what predicting needs (jaxbp.training.record)
 RUN_FILES = (CONFIG, METRICS, SUMMARY, PARAMS, CHECKPOINT, LOG, *PLOTS, RECORD)
+EVALUATED = re.compile(r"confusion(-replica\d+)?\.png")  # written into the run folder by ``jaxbp evaluate``
+
+
+def confusion_file(replicas: int, replica: int) -> str:
+    """The name ``jaxbp evaluate`` gives its confusion plot in the run folder."""
+    return "confusion.png" if replicas == 1 else f"confusion-replica{replica}.png"
 METRIC_NAMES = ("batch_loss", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
 
 
 def prepare_run_dir(path, overwrite: bool) -> str:
-    """Create ``path``; refuse a non-empty folder unless ``overwrite`` (then only jaxbp's run files are removed)."""
+    """Create ``path``; refuse a non-empty folder unless ``overwrite`` (then only jaxbp's run files and the
+    confusion plots of ``jaxbp evaluate`` are removed)."""
     path = os.fspath(path)
     if os.path.exists(path) and not os.path.isdir(path):
         raise ConfigError(f"--out {path} is a file, not a folder; pick a folder path for the run")
@@ -37,8 +45,8 @@ def prepare_run_dir(path, overwrite: bool) -> str:
         if not overwrite:
             raise ConfigError(f"run folder {path} already exists and is not empty; pick another --out, continue it "
                               f"with --resume {path}, or pass --overwrite to replace its run files")
-        for name in RUN_FILES:
-            if os.path.isfile(os.path.join(path, name)):
+        for name in os.listdir(path):  # the old run's files go, its evaluations with them; nothing else
+            if (name in RUN_FILES or EVALUATED.fullmatch(name)) and os.path.isfile(os.path.join(path, name)):
                 os.remove(os.path.join(path, name))
     os.makedirs(path, exist_ok=True)
     return path
