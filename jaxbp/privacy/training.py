@@ -18,8 +18,12 @@ from .sampling import capacity, poisson_batches
 SAMPLINGS = ("poisson", "shuffle")
 
 
-def plan(section: dict, n_train: int, batch: int, steps: int, full_batch: bool) -> dict | None:
-    """The resolved settings of a private run (None when ``privacy.enabled`` is false); checks that it can be private."""
+def plan(section: dict, n_train: int, batch: int, steps: int, full_batch: bool, split: int = 1) -> dict | None:
+    """The resolved settings of a private run (None when ``privacy.enabled`` is false); checks that it can be private.
+
+    ``split``: the devices a batch is split over; a Poisson batch's capacity is rounded up to a multiple of it
+    (more padding rows, masked out: the same sample, the same sum).
+    """
     if not section["enabled"]:
         return None
     accountant, sampling, delta = section["accountant"], section["sampling"], section["delta"]
@@ -49,7 +53,7 @@ def plan(section: dict, n_train: int, batch: int, steps: int, full_batch: bool) 
         raise ConfigError(f"privacy.noise_multiplier = {sigma:g} over {steps} steps spends epsilon "
                           f"{epsilon(q, sigma, steps, delta, accountant):.3g} > privacy.target_epsilon = {target:g}; "
                           f"train fewer epochs, or start a new run with a new budget")
-    rows = capacity(n_train, q) if sampling == "poisson" else batch
+    rows = -(-capacity(n_train, q) // split) * split if sampling == "poisson" else batch
     return {"clip_norm": section["clip_norm"], "noise_multiplier": sigma, "delta": delta, "q": q,
             "expected_batch_size": q * n_train, "capacity": rows, "sampling": sampling, "accountant": accountant,
             "target_epsilon": target}

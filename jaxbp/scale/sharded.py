@@ -50,26 +50,31 @@ def _local_rows(sharding: NamedSharding, shape: tuple) -> slice:
 
 
 def sharded_epoch(one: Callable, batches: Callable, mesh) -> Callable:
-    """``epoch(params, opt_state, shuffle_key, index, x, y, x_test, y_test)`` on ``mesh``, like the
-    single-device one; ``one`` trains one replica on (xs, ys) and evaluates, ``batches(key, n)`` is the order."""
+    """``epoch(params, opt_state, shuffle_key, index, x, y, x_test, y_test)`` on ``mesh``, like the single-device
+    one; ``one(params, opt_state, (xs, ys[, masks]), x, y, x_test, y_test)`` trains one replica and evaluates,
+    ``batches(key, n) -> (order, [masks, dropped])`` draws the epoch's batches (masks: Poisson samples)."""
     stacked, full = NamedSharding(mesh, P("replica")), NamedSharding(mesh, P())
     batch = NamedSharding(mesh, P(None, "data"))
-    run = jax.jit(jax.vmap(one, in_axes=(0, 0) + (None,) * 6, spmd_axis_name="replica"),
-                  in_shardings=(stacked, stacked, batch, batch, full, full, full, full),
+    run = jax.jit(jax.vmap(one, in_axes=(0, 0) + (None,) * 5, spmd_axis_name="replica"),
+                  in_shardings=(stacked, stacked, batch, full, full, full, full),
                   out_shardings=(stacked, stacked, full))
     placed = {}
 
-    def global_batches(order, array):
-        shape = (*order.shape, *array.shape[1:])
-        local = np.asarray(array)[order[:, _local_rows(batch, shape)]]  # only this process's examples
-        return jax.make_array_from_process_local_data(batch, local, shape)
+    def global_batch(rows, shape):
+        """The global (steps, rows, ...) array from this process's own rows of it (``rows(local slice)``)."""
+        return jax.make_array_from_process_local_data(batch, rows(_local_rows(batch, shape)), shape)
 
     def epoch(params, opt_state, shuffle_key, index, x, y, x_test, y_test):
-        order = np.asarray(batches(jax.random.fold_in(shuffle_key, index), x.shape[0]))
-        xs, ys = global_batches(order, x), global_batches(order, y)
+        order, *masks = batches(jax.random.fold_in(shuffle_key, index), x.shape[0])
+        order = np.asarray(order)
+        columns = tuple(global_batch(lambda mine, a=np.asarray(a): a[order[:, mine]], (*order.shape, *a.shape[1:]))
+                        for a in (x, y))  # only this process's examples are gathered
+        if masks:
+            columns += (global_batch(lambda mine, m=np.asarray(masks[0]): m[:, mine], order.shape),)
         arrays = (x, y, x_test, y_test)
         if placed.get("key") is not arrays[0]:  # the evaluation arrays move to the mesh once per run
             placed.update(key=arrays[0], arrays=place(arrays, full))
-        return run(place(params, stacked), place(opt_state, stacked), xs, ys, *placed["arrays"])
+        params, opt_state, metrics = run(place(params, stacked), place(opt_state, stacked), columns, *placed["arrays"])
+        return params, opt_state, {**metrics, "dropped": masks[1]} if masks else metrics
 
     return epoch

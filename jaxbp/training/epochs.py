@@ -41,13 +41,12 @@ def make_epoch_fn(model: Model, optimizer: optax.GradientTransformation, batch_s
                    "params_finite": _guard.all_finite(params)}  # divergence, in the epoch's one host sync
         return params, opt_state, metrics
 
+    batches = sample or (lambda key, n: (epoch_batches(key, n, batch_size),))  # (order, [masks, dropped])
     if mesh is not None:  # the batches split over the data axis, the replicas over the replica axis
-        return sharded_epoch(lambda params, opt_state, xs, ys, *evaluation: one(params, opt_state, (xs, ys), *evaluation),
-                             lambda key, n: epoch_batches(key, n, batch_size), mesh)
+        return sharded_epoch(one, batches, mesh)
 
     def epoch(params, opt_state, shuffle_key, index, x, y, x_test, y_test):
-        key = jax.random.fold_in(shuffle_key, index)
-        order, *masks = (epoch_batches(key, x.shape[0], batch_size),) if sample is None else sample(key, x.shape[0])
+        order, *masks = batches(jax.random.fold_in(shuffle_key, index), x.shape[0])
         shared = (None,) * 5
         params, opt_state, metrics = jax.vmap(one, in_axes=(0, 0, *shared))(
             params, opt_state, (x[order], y[order], *masks[:1]), x, y, x_test, y_test)

@@ -93,7 +93,8 @@ def build(config: dict) -> Run:
         learning_rates(config["optimizer"]))), train_cfg["replica_devices"]))
     out = 1 if model_cfg["loss"] == "binary_cross_entropy" else data.num_classes
     steps = n_train // batch
-    privacy = _privacy.plan(config["privacy"], n_train, batch, train_cfg["epochs"] * steps, not train_cfg["batch_size"])
+    privacy = _privacy.plan(config["privacy"], n_train, batch, train_cfg["epochs"] * steps, not train_cfg["batch_size"],
+                            1 if mesh is None else mesh.shape["data"])
     config["optimizer"] = resolve_schedule(config["optimizer"], train_cfg["epochs"] * steps)
     rates = learning_rates(config["optimizer"])
     spec = {"sizes": [data.x_train.shape[1], *model_cfg["hidden"], out], "activation": model_cfg["activation"],
@@ -101,9 +102,6 @@ def build(config: dict) -> Run:
             "per_example": train_cfg["per_example"], "replicas": train_cfg["replicas"], "rates": len(rates),
             "rule": model_cfg["rule"], "precision": train_cfg["precision"],
             "privacy": privacy and {**privacy, "seed": train_cfg["seed"], "steps": steps}}
-    if privacy and mesh is not None:
-        raise ConfigError("private training runs on one device for now (its Poisson batches are not split over a "
-                          "mesh); set train.devices = 1")
     activation = model_cfg["activation"]
     names = [activation] * len(model_cfg["hidden"]) if isinstance(activation, str) else activation
     plugins = (get_loss(model_cfg["loss"]), *map(get_activation, names), get_rule(model_cfg["rule"]))
