@@ -5,9 +5,11 @@ resumed across process and device counts, and the errors for a split that does n
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -15,6 +17,7 @@ import pytest
 
 import jaxbp
 from jaxbp.errors import ConfigError
+from jaxbp.training.checkpoint import read_meta
 
 # Few steps (3 an epoch) and SGD with momentum: 2 processes sum the devices' gradients in another order than
 # 1 process, and training carries rounding along (Adam, dividing by sqrt(v), would amplify it most). Measured:
@@ -141,6 +144,31 @@ def test_two_processes_give_the_one_process_run_and_resume_across_counts(one_pro
     assert code == 0, out
     _close(_leaves(tmp_path / "run" / "checkpoint.npz"), _leaves(one_process / "straight" / "checkpoint.npz"))
     _same_metrics(_metrics(tmp_path / "run" / "metrics.jsonl"), _metrics(one_process / "straight" / "metrics.jsonl"))
+
+
+def test_ctrl_c_to_one_of_two_processes_stops_both_and_saves(tmp_path):
+    """SIGINT reaches process 1 only: both stop at the same epoch's end, the checkpoint is saved behind the
+    barrier, and neither is left waiting in a collective for the other (that hang ran into the timeout)."""
+    run, port = tmp_path / "run", _free_port()
+    command = [sys.executable, "-m", "jaxbp", "train", "--quiet", "--out", str(run), *_sets(
+        "train.epochs=1000000", "train.checkpoint_every=0", "train.devices=4"), "--coordinator",
+        f"127.0.0.1:{port}", "--num-processes", "2", "--timeout", "60"]
+    procs = [subprocess.Popen(command + ["--process-id", str(i)], env=dict(os.environ, JAX_PLATFORMS="cpu"),
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for i in range(2)]
+    try:
+        deadline = time.monotonic() + PEER_TIMEOUT_S
+        while not (run / "metrics.jsonl").exists() or len((run / "metrics.jsonl").read_text().splitlines()) < 2:
+            assert time.monotonic() < deadline and all(p.poll() is None for p in procs), "the run did not get going"
+            time.sleep(0.05)
+        procs[1].send_signal(signal.SIGINT)
+        outs = [p.communicate(timeout=60)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [130, 130], outs
+    log = (run / "train.log").read_text()
+    assert "interrupted after epoch" in log and "--resume" in log and "jaxbp: interrupted" in outs[0], outs[0]
+    assert read_meta(str(run / "checkpoint.npz"))["epoch"] >= 2
 
 
 def test_a_peer_that_never_comes_is_a_clear_error_after_the_timeout(tmp_path):

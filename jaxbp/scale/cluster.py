@@ -162,6 +162,17 @@ def barrier(name: str) -> None:
         multihost_utils.sync_global_devices(name)
 
 
+def stop_together(pending: BaseException | None) -> None:
+    """Several processes: raise ``pending`` (a signal this process got) in every process once any has one, at
+    the same point of every process's loop (one small all-gather); one process: nothing to agree on."""
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    if bool(np.any(multihost_utils.process_allgather(np.asarray(pending is not None)))):
+        raise pending or KeyboardInterrupt("another process was interrupted")
+
+
 def to_host(tree):
     """Host (numpy) copies of ``tree``'s arrays; an array spread over several processes is gathered first."""
     from jax.experimental import multihost_utils

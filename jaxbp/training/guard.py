@@ -1,5 +1,5 @@
 """What keeps a run honest: divergence found at each epoch's end, metrics files that stay valid JSON,
-a config fingerprint in every checkpoint, and SIGTERM handled like Ctrl-C.
+a config fingerprint in every checkpoint, and SIGTERM handled like Ctrl-C (by every process at once).
 
 Divergence costs no extra host sync: the jitted epoch reduces "are all params finite" to one bool
 that comes back with the epoch's metrics, in the one ``device_get`` each epoch already makes.
@@ -118,20 +118,32 @@ def check_same_config(meta: dict, config: dict, resumable, run_dir: str) -> None
 
 
 @contextlib.contextmanager
-def sigterm_as_interrupt():
-    """While inside, SIGTERM raises ``Terminated`` (a KeyboardInterrupt) once, so it saves like Ctrl-C."""
+def interrupts(several: bool = False):
+    """While inside, SIGTERM raises ``Terminated`` (a KeyboardInterrupt) once, so it saves like Ctrl-C.
+
+    With ``several`` processes a signal reaches one of them, and a process that stopped alone would leave
+    the others waiting in a collective. So both signals are only recorded, and the yielded ``pending()``
+    gives the recorded interrupt (None: none) for the run loop to agree on at the epoch's end; a second
+    signal raises at once, as an impatient Ctrl-C should.
+    """
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield lambda: None
         return
     fired = []
 
     def handler(signum, frame):
-        if not fired:  # a second SIGTERM while the first one saves is ignored (SIGKILL still works)
-            fired.append(signum)
-            raise Terminated("terminated by SIGTERM")
+        if fired and (several or signum == signal.SIGTERM):
+            if several:
+                raise fired[0]
+            return  # a second SIGTERM while the first one saves is ignored (SIGKILL still works)
+        fired.append(Terminated("terminated by SIGTERM") if signum == signal.SIGTERM else KeyboardInterrupt())
+        if not several:
+            raise fired[0]
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    caught = (signal.SIGTERM, signal.SIGINT) if several else (signal.SIGTERM,)
+    previous = {signum: signal.signal(signum, handler) for signum in caught}
     try:
-        yield
+        yield lambda: fired[0] if fired else None
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)

@@ -197,13 +197,13 @@ def _fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool,
     try:
         for note in notes:
             log.message(note)
-        with _guard.sigterm_as_interrupt():  # a cluster's SIGTERM saves the finished epochs, like Ctrl-C
-            return _loop(run, state, run_dir, log)
+        with _guard.interrupts(jax.process_count() > 1) as pending:  # SIGTERM saves the finished epochs, like Ctrl-C
+            return _loop(run, state, run_dir, log, pending)
     finally:
         log.close()
 
 
-def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog) -> TrainResult:
+def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending=lambda: None) -> TrainResult:
     config, data, train_cfg = run.config, run.data, run.config["train"]
     epochs, every, first, rows = train_cfg["epochs"], train_cfg["checkpoint_every"], state.epoch, log.rows
     checkpoint = None if run_dir is None else os.path.join(run_dir, _runlog.CHECKPOINT)
@@ -235,6 +235,7 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog) -> TrainRes
             finite = finite if bad else state
             if checkpoint and every and state.epoch % every == 0 and state.epoch < epochs:
                 saved = _save(log, checkpoint, meta, state, finite, saved)
+            _cluster.stop_together(pending())  # a signal to any of several processes stops them all here
     except KeyboardInterrupt:
         if checkpoint and finite.epoch > first:
             saved = _save(log, checkpoint, meta, finite, finite, saved)
