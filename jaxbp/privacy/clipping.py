@@ -103,7 +103,7 @@ def _walk_back(model: Model, params, x, y, mask):
     for i in reversed(range(len(caches))):
         layer, p = model.layers[i], params[i]
         sq = sq + sq_norm_rule(layer)(p, caches[i], g)  # ||g_i||^2 summed over layers
-        if i:  # the first layer's dJ/dx is never needed; only dJ/dx is used here, XLA drops the weight sums
+        if i:  # dJ/dx down to the layer below (the weight sums go unused: XLA drops them); none below the first
             g = layer.backward(p, caches[i], g)[1]
     return losses, caches, top, g, sq
 

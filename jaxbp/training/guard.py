@@ -132,13 +132,13 @@ def interrupts(several: bool = False):
     fired = []
 
     def handler(signum, frame):
-        if fired and (several or signum == signal.SIGTERM):
-            if several:
+        if not fired:
+            fired.append(Terminated("terminated by SIGTERM") if signum == signal.SIGTERM else KeyboardInterrupt())
+            if not several:
                 raise fired[0]
-            return  # a second SIGTERM while the first one saves is ignored (SIGKILL still works)
-        fired.append(Terminated("terminated by SIGTERM") if signum == signal.SIGTERM else KeyboardInterrupt())
-        if not several:
-            raise fired[0]
+        elif several:
+            raise fired[0]  # a second signal: stop this process now
+        # one process: a second SIGTERM while the first one saves is ignored (SIGKILL still works)
 
     caught = (signal.SIGTERM, signal.SIGINT) if several else (signal.SIGTERM,)
     previous = {signum: signal.signal(signum, handler) for signum in caught}
