@@ -87,7 +87,7 @@ def replicas(*, rounds: int, block_s: float, count: int = 16, n: int = 128, step
 
 def markdown(results: dict) -> str:
     env, scale, rep = results["environment"], results["scaling"], results["replicas"]
-    lines = [f"# jaxbp bench --suite scale", "", f"`{results['command']}` on {env['device']} "
+    lines = ["# jaxbp bench --suite scale", "", f"`{results['command']}` on {env['device']} "
              f"({len(jax.devices())} {jax.devices()[0].platform} device(s), load average {env['load_average']}); "
              f"{results['settings']['rounds']} interleaved rounds, ratios from this one run "
              f"(spread: relative half-width of the middle half of the rounds).", "",
