@@ -203,7 +203,7 @@ def _fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool,
         log.close()
 
 
-def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending=lambda: None) -> TrainResult:
+def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending) -> TrainResult:
     config, data, train_cfg = run.config, run.data, run.config["train"]
     epochs, every, first, rows = train_cfg["epochs"], train_cfg["checkpoint_every"], state.epoch, log.rows
     checkpoint = None if run_dir is None else os.path.join(run_dir, _runlog.CHECKPOINT)
