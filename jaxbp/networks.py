@@ -16,7 +16,7 @@ from .errors import ConfigError
 from .plugins.layers import Layer, dense
 from .plugins.losses import get_loss
 from .plugins.rules import attach, get_rule, layer_params
-from .validate import check_batch, check_inputs, check_params, widths
+from .boundary.validate import check_batch, check_inputs, check_params, widths
 
 Params = Any  # a list with one pytree per layer
 

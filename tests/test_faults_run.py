@@ -94,9 +94,9 @@ def test_resume_from_a_nonfinite_checkpoint_is_refused(done, tmp_path):
 
 
 def _templates(run):
-    from jaxbp.training import runner
+    from jaxbp.training.build import build
 
-    built = runner.build(jaxbp.load_config(run / "config.toml"))
+    built = build(jaxbp.load_config(run / "config.toml"))
     key = jax.random.key(built.config["train"]["seed"])
     return (*jax.eval_shape(built.init, key), key)
 

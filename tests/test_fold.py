@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxbp.fold import fold_batch_sums
+from jaxbp.scale.fold import fold_batch_sums
 
 N, K, D = 16, 5, 7
 

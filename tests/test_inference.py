@@ -16,7 +16,7 @@ from jaxbp import datasets
 from jaxbp.cli import main
 from jaxbp.plugins import user
 from jaxbp.training.checkpoint import save_trees
-from jaxbp.training.runner import build
+from jaxbp.training.build import build
 from jaxbp.training.config import load_config
 
 SPECIES = np.array(["cat", "dog"])

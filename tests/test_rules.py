@@ -18,7 +18,7 @@ import jaxbp
 from jaxbp.checking import relative_error
 from jaxbp.cli import main
 from jaxbp.plugins.rules import RULES, FixedFeedback, LearnedFeedback
-from jaxbp.checking_rules import format_angles, rule_angles
+from jaxbp.checking import format_angles, rule_angles
 
 GOLDEN = Path(__file__).parent / "data" / "backprop_jaxpr.txt"
 ACTIVATIONS = ("tanh", "sigmoid", "softplus", "gelu", "identity")  # smooth: equalities hold to round-off

@@ -12,7 +12,7 @@ import pytest
 import jaxbp
 from jaxbp.training import runlog as _runlog
 from jaxbp.training.config import load_config
-from jaxbp.training.runner import build
+from jaxbp.training.build import build
 from jaxbp.cli import main
 
 # a small run: 160 moons train examples in batches of 24 (16 dropped per epoch), adam with momentum state

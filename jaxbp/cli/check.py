@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 
-from .. import checking, checking_rules as rule_angles
+from .. import checking
+from ..checking import guarded  # a network whose plugin raises is a failed row, not a crash
 from ..plugins.rules import RULES
-from ..variants import guarded  # a network whose plugin raises is a failed row, not a crash
 from ..plugins.registry import load_entry_points
 from ..plugins.user import load_plugins
 from .options import add_plugins
@@ -33,7 +33,7 @@ def run(args) -> int:
         reports += [guarded(name, checking.check_model, model, smooth=smooth, seed=args.seed, name=name)
                     for name, model, smooth in checking.network_suite()]
     if "rule" in kinds:
-        print(rule_angles.format_angles(a for rule in RULES.names() for a in rule_angles.rule_angles(rule)))
+        print(checking.format_angles(a for rule in RULES.names() for a in checking.rule_angles(rule)))
         print("backward rules: the angle of each layer's update to the true gradient (0 is backprop, 90 orthogonal); "
               "backprop itself is proven by the network suite\n")
     if not reports:  # --kind rule alone: angles are measured and reported, nothing is judged

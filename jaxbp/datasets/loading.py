@@ -24,7 +24,7 @@ from . import synthetic as _synthetic
 from .preprocess import Standardize, encode_labels
 from .preprocess import check_finite as _check_finite
 from .table import is_table, read_table
-from ..archive import read_npz
+from ..boundary.archive import read_npz
 from ..errors import ConfigError, DataError, MissingExtraError, UnknownPluginError
 from .checks import check_memory
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 
 from ..errors import ShapeError
 from .registry import Registry, require_callable
-from ..validate import check_int_labels, check_range, check_shape
+from ..boundary.validate import check_int_labels, check_range, check_shape
 
 
 def float_targets(y, k: int) -> jax.Array:

@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from ..networks import Model
 from ..plugins.layers import Layer
 from ..plugins.losses import get_loss
-from ..validate import check_batch
+from ..boundary.validate import check_batch
 
 
 class DPConfig(NamedTuple):

@@ -1,6 +1,6 @@
 """Tools for testing your own plugins and models: assertions, check variants and a pytest plugin."""
 
-from ..variants import VARIANTS as VARIANTS
+from ..checking import VARIANTS as VARIANTS
 from .assertions import assert_backward_matches as assert_backward_matches
 from .assertions import assert_model_correct as assert_model_correct
 from .assertions import assert_no_retrace as assert_no_retrace

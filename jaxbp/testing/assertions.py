@@ -16,7 +16,7 @@ from .. import checking
 from ..checking import GRAD_TOL, PER_EXAMPLE_TOL, CheckReport
 from ..errors import JaxbpError
 from ..networks import Model
-from ..variants import to_float64
+from ..checking import to_float64
 
 _VARIANT_WORDS = {"jit": "under jax.jit", "nojit": "eagerly, without jax.jit",
                   "vmap": "under jax.vmap over a leading batch axis"}  # the variant named in every failure

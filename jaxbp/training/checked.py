@@ -16,7 +16,7 @@ import jax
 from jax.experimental import checkify
 
 from ..errors import DataError
-from ..validate import traced_checks
+from ..boundary.validate import traced_checks
 
 _SUFFIX = " (`check` failed)"
 

@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 import jax
 import numpy as np
 
-from .. import archive
+from ..boundary import archive
 from ..errors import CheckpointError
 
 FORMAT = "jaxbp-checkpoint"

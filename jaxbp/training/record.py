@@ -14,7 +14,8 @@ import os
 from ..datasets.preprocess import Standardize
 from ..errors import CheckpointError
 from .checkpoint import write_atomic
-from .config import learning_rates
+from .build import build
+from .config import learning_rates, load_config
 from .runlog import RECORD
 
 FORMAT, VERSION = "jaxbp-run", 1
@@ -57,14 +58,12 @@ def read_record(run_dir) -> dict:
     path = os.path.join(run_dir, RECORD)
     if os.path.isfile(path):
         return _read(path)
-    from . import runner  # lazy: the runner writes records
-
     config_path = os.path.join(run_dir, "config.toml")
     if not os.path.isfile(config_path):
         what = "no such folder" if not os.path.isdir(run_dir) else f"it has neither {RECORD} nor config.toml"
         raise CheckpointError(f"cannot load run {run_dir}: {what}. Point at a folder made by `jaxbp train --out DIR`")
     try:
-        run = runner.build(runner.load_config(config_path))
+        run = build(load_config(config_path))
     except Exception as error:
         raise CheckpointError(f"run {run_dir} has no {RECORD} (it predates recorded preprocessing and labels) and "
                               f"rebuilding it from config.toml failed: {error}. Make the dataset (or plugin) "

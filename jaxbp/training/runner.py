@@ -11,37 +11,25 @@ so replica 0 of any run is the run with one replica. All randomness comes from t
 
 from __future__ import annotations
 
-import functools
-import json
 import os
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
-import optax
 
+from . import guard as _guard
 from . import lock as _lock
 from . import runlog as _runlog
-from ..datasets import synthetic as _synthetic
-from .. import datasets
-from .checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint, save_trees, write_atomic
-from .config import learning_rates, load_config, make_optimizer, parse_override, resolve_schedule, to_toml
-from ..plugins.activations import get_activation
 from ..errors import ConfigError
-from ..plugins.losses import get_loss
-from ..networks import Model, mlp
-from ..plugins.rules import get_rule, trainable
-from ..privacy import fold_noise, private_optimizer
+from ..plugins.user import load_plugins
 from ..privacy import training as _privacy
+from ..scale import cluster as _cluster
+from ..scale.precision import x64_for
+from .build import Run, build
+from .checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint, save_trees, write_atomic
+from .config import load_config, parse_override, to_toml
 from .plots import save_plots
 from .record import make_record, recorded_plugins, replica_labels, write_record
-from ..plugins.user import load_plugins
-from . import guard as _guard
-from .epochs import make_epoch_fn
-from ..scale import cluster as _cluster
-from ..scale.precision import get_policy, mixed_precision, with_inputs_in, x64_for
-from ..scale.sharded import check_batch_split
 
 RESUMABLE = ("train.epochs", "train.checkpoint_every", "train.plots", "train.on_nonfinite",  # --set on --resume
              "train.devices", "train.replica_devices")
@@ -53,89 +41,6 @@ class TrainResult(NamedTuple):
     summary: dict
     config: dict  # fully resolved
     run_dir: str | None
-
-
-class Run(NamedTuple):
-    """Everything a resolved config builds."""
-
-    config: dict
-    data: datasets.Dataset
-    model: Model
-    optimizer: optax.GradientTransformation
-    init: Callable[[jax.Array], tuple[Any, Any]]  # run key -> stacked (params, opt_state)
-    epoch: Callable  # jitted (params, opt_state, shuffle_key, epoch, x, y, x_test, y_test) -> (..., metrics)
-    steps_per_epoch: int
-    replicas: int
-    privacy: dict | None = None  # the resolved [privacy] settings of a DP-SGD run
-    mesh: Any = None  # replica x data; None: one device, one process
-
-
-def build(config: dict) -> Run:
-    """Load the data, build model and optimizer, and fill in the config's data-dependent values."""
-    config = {section: dict(table) for section, table in config.items()}
-    data_cfg, model_cfg, train_cfg = config["data"], config["model"], config["train"]
-    options = {key: data_cfg[key] for key in ("classes", "factor") if data_cfg[key] is not None}
-    data = datasets.load(data_cfg["name"], key=jax.random.key(data_cfg["seed"]), n=data_cfg["n"],
-                         test_fraction=data_cfg["test_fraction"], noise=data_cfg["noise"],
-                         standardize=data_cfg["standardize"], label_column=data_cfg["label_column"], **options)
-    n_train = data.x_train.shape[0]
-    data_cfg["n"] = n_train + data.x_test.shape[0]
-    if data_cfg["name"] in _synthetic.GENERATORS:  # write the generator's defaults into the resolved config
-        _, _, noise, defaults = _synthetic.GENERATORS[data_cfg["name"]]
-        data_cfg["noise"] = noise if data_cfg["noise"] is None else data_cfg["noise"]
-        data_cfg.update({key: data_cfg[key] if data_cfg[key] is not None else value for key, value in defaults.items()})
-    batch = train_cfg["batch_size"] or n_train  # 0 means full batch
-    if batch > n_train:
-        raise ConfigError(f"train.batch_size = {batch} is more than the {n_train} training examples; "
-                          f"use at most {n_train}, or 0 for full batch")
-    data = with_inputs_in(data, train_cfg["precision"])
-    mesh = check_batch_split(batch, _cluster.run_mesh(train_cfg["devices"], max(train_cfg["replicas"], len(
-        learning_rates(config["optimizer"]))), train_cfg["replica_devices"]))
-    out = 1 if model_cfg["loss"] == "binary_cross_entropy" else data.num_classes
-    steps = n_train // batch
-    privacy = _privacy.plan(config["privacy"], n_train, batch, train_cfg["epochs"] * steps, not train_cfg["batch_size"],
-                            1 if mesh is None else mesh.shape["data"])
-    config["optimizer"] = resolve_schedule(config["optimizer"], train_cfg["epochs"] * steps)
-    rates = learning_rates(config["optimizer"])
-    spec = {"sizes": [data.x_train.shape[1], *model_cfg["hidden"], out], "activation": model_cfg["activation"],
-            "loss": model_cfg["loss"], "optimizer": {**config["optimizer"], "learning_rate": 1.0}, "batch": batch,
-            "per_example": train_cfg["per_example"], "replicas": train_cfg["replicas"], "rates": len(rates),
-            "rule": model_cfg["rule"], "precision": train_cfg["precision"],
-            "privacy": privacy and {**privacy, "seed": train_cfg["seed"], "steps": steps}}
-    activation = model_cfg["activation"]
-    names = [activation] * len(model_cfg["hidden"]) if isinstance(activation, str) else activation
-    plugins = (get_loss(model_cfg["loss"]), *map(get_activation, names), get_rule(model_cfg["rule"]))
-    model, optimizer, init, epoch, replicas = _programs(json.dumps(spec, sort_keys=True), plugins, mesh)
-    rates = jnp.asarray(rates * (replicas // len(rates)))  # each replica's peak learning rate
-    return Run(config, data, model, optimizer, lambda key: init(key, rates), epoch, steps, replicas, privacy, mesh)
-
-
-@functools.lru_cache(maxsize=8)
-def _programs(spec: str, plugins: tuple, mesh=None):
-    """Model, optimizer and jitted init and epoch for one spec (learning rates are data, not part of it), kept
-    so that runs of one shape in a process (sweeps, resume) compile once; the registered plugins are in the
-    key, so re-registering a name rebuilds."""
-    del plugins
-    spec = json.loads(spec)
-    private = spec["privacy"] and _privacy.dp_config(spec["privacy"], spec["privacy"]["seed"])
-    model = mlp(spec["sizes"], spec["activation"], spec["loss"], spec["rule"])
-    optimizer = make_optimizer(spec["optimizer"], private and functools.partial(private_optimizer, privacy=private))
-    policy = get_policy(spec["precision"])  # float32: the model as it is, the program unchanged
-    model = model if spec["precision"] == "float32" else mixed_precision(model, policy)
-    replicas = max(spec["replicas"], spec["rates"])
-    offsets = jnp.arange(replicas) if spec["replicas"] > 1 else jnp.zeros(replicas, int)
-
-    def init(run_key, rates):
-        init_key, _ = jax.random.split(run_key)
-        params = policy.cast_to_param(jax.vmap(model.init)(jax.vmap(jax.random.fold_in, (None, 0))(init_key, offsets)))
-        opt_state = jax.vmap(optimizer.init)(trainable(params))  # a rule's fixed feedback is not the optimizer's
-        opt_state = jax.vmap(fold_noise)(opt_state, offsets)  # private seed replicas: each its own noise
-        lr = rates.astype(opt_state.hyperparams["learning_rate"].dtype)
-        return params, opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
-
-    epoch = make_epoch_fn(model, optimizer, spec["batch"], per_example=spec["per_example"], privacy=private,
-                          sample=private and _privacy.sampler(spec["privacy"], spec["privacy"]["steps"]), mesh=mesh)
-    return model, optimizer, jax.jit(init), epoch, replicas
 
 
 def train(config=None, out_dir=None, *, overrides=(), overwrite: bool = False, progress: bool = True,

@@ -16,7 +16,7 @@ import optax
 
 from . import checked as _checked
 from ..errors import ConfigError
-from ..fold import fold_batch_sums
+from ..scale.fold import fold_batch_sums
 from ..networks import Model
 from ..plugins.rules import join, split, trainable
 from ..privacy import DPConfig, fold_noise, private_step_fn

@@ -19,8 +19,8 @@ import jax
 import jax.extend.core
 import jax.numpy as jnp
 
-from .plugins.sharding import contraction_sharding
-from .validate import is_concrete
+from ..plugins.sharding import contraction_sharding
+from ..boundary.validate import is_concrete
 
 DEFERRED = ("dot_general", "mul", "broadcast_in_dim")  # evaluated only when read by something that is not a fold
 STRETCHED = "."  # the label of a size-1 axis that a broadcast stretches: squeezed out before contracting

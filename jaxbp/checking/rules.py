@@ -1,6 +1,6 @@
 """The backward rules beside the proof: each rule's update against ``jax.grad``'s gradient, as an angle.
 
-Backprop is proven leaf by leaf in ``checking``; another rule is not meant to equal the gradient, so
+Backprop is proven leaf by leaf in ``models``; another rule is not meant to equal the gradient, so
 ``jaxbp check`` reports how far its update turns from it instead of a pass or fail.
 """
 
@@ -13,9 +13,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .checking import example_labels
-from .networks import mlp
-from .plugins.rules import layer_params
+from ..networks import mlp
+from ..plugins.rules import layer_params
+from .models import example_labels
 
 
 class RuleAngle(NamedTuple):
@@ -35,7 +35,7 @@ def rule_angles(rule: str, *, sizes=(6, 8, 7, 5, 3), activation: str = "tanh", n
                 seed: int = 0) -> tuple[RuleAngle, ...]:
     """For a backward rule, the angle of each dense weight's update to the true gradient (jax.grad), float64.
 
-    Backprop's is 0 (``checking`` proves it leaf by leaf); another rule's is reported, not judged.
+    Backprop's is 0 (``check_model`` proves it leaf by leaf); another rule's is reported, not judged.
     """
     with jax.enable_x64(True):
         model = mlp(list(sizes), activation, rule=rule)

@@ -7,6 +7,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from .report import CheckReport, CheckRow
+
 VARIANTS = ("jit", "nojit", "vmap")  # chex-style: a backward that breaks only under one of them is caught there
 
 
@@ -38,7 +40,5 @@ def guarded(subject: str, check, *args, **kwargs):
     try:
         return check(*args, **kwargs)
     except Exception as error:  # any exception of user code is the finding, not a crash
-        from .checking import CheckReport, CheckRow  # checking imports this module
-
         text = f"raised {type(error).__name__}: {error}".splitlines()[0][:300]
         return CheckReport((CheckRow(subject, text, math.inf, math.inf, 0.0),))  # inf: never ok

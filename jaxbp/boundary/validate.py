@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .errors import ConfigError, DataError, ShapeError
+from ..errors import ConfigError, DataError, ShapeError
 
 _TRACED_CHECKS = contextvars.ContextVar("jaxbp_traced_checks", default=False)
 
