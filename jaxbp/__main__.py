@@ -2,6 +2,10 @@
 
 import sys
 
-from .cli.main import main
+try:
+    from .cli.main import main
+except KeyboardInterrupt:  # Ctrl-C while JAX is still being imported: one line, not a traceback
+    print("jaxbp: interrupted", file=sys.stderr)
+    sys.exit(130)
 
 sys.exit(main())

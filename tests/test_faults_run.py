@@ -15,6 +15,7 @@ import pytest
 
 import jaxbp
 from jaxbp.cli import main
+from jaxbp.boundary import files
 from jaxbp.training import lock
 from jaxbp.training.checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint
 
@@ -134,10 +135,15 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(done, tmp_path, capsys):
 def test_stale_temporary_files_of_dead_processes_are_removed(done, tmp_path):
     run = copy(done, tmp_path)
     dead = _dead_pid()
-    (run / f"checkpoint.npz.tmp-{dead}").write_bytes(b"half a checkpoint")
-    (run / "params.npz.tmp-1").write_bytes(b"a live process")  # pid 1 is alive: not ours to remove
+    ours = f".checkpoint.npz{files.MARK}{dead}-0123abcd"  # what write_atomic names a temporary
+    (run / ours).write_bytes(b"half a checkpoint")
+    (run / f".params.npz{files.MARK}1-0123abcd").write_bytes(b"a live process")  # pid 1 is alive: not ours to remove
+    users = [f"mynotes.txt.tmp-{dead}", f"checkpoint.npz.tmp-{dead}", f"notes{files.MARK}{dead}", f".x{files.MARK}{dead}"]
+    for name in users:  # look alike, but jaxbp never made them: never swept
+        (run / name).write_text("the user's")
     jaxbp.train(None, run, overrides=TINY + ["train.epochs=1"], overwrite=True, progress=False)
-    assert not (run / f"checkpoint.npz.tmp-{dead}").exists() and (run / "params.npz.tmp-1").exists()
+    assert not (run / ours).exists() and (run / f".params.npz{files.MARK}1-0123abcd").exists()
+    assert all((run / name).read_text() == "the user's" for name in users)
     assert "removed 1 temporary file(s)" in (run / "train.log").read_text()
 
 
@@ -171,7 +177,7 @@ def test_write_failure_mid_run_is_exit_2_and_keeps_the_last_checkpoint(tmp_path,
     assert f"cannot write {run}" in err and os.strerror(fault) in err
     monkeypatch.undo()
     assert read_meta(str(run / "checkpoint.npz"))["epoch"] == 2
-    assert not [name for name in os.listdir(run) if ".tmp-" in name]
+    assert not [name for name in os.listdir(run) if files.MARK in name]
 
 
 def test_a_folder_in_use_is_refused_naming_the_holder(done, tmp_path, capsys):

@@ -14,6 +14,7 @@ import time
 import pytest
 
 import jaxbp
+from jaxbp.boundary import files
 from jaxbp.training import lock
 from jaxbp.training.checkpoint import read_meta
 
@@ -73,7 +74,7 @@ def test_sigkill_at_random_moments_leaves_a_loadable_checkpoint_and_no_temporari
     assert epochs == sorted(epochs) and epochs[-1] > 0
     result = jaxbp.resume(run, overrides=[f"train.epochs={epochs[-1] + 1}"], progress=False)  # loads every leaf
     assert result.summary["epochs"] == epochs[-1] + 1
-    assert not [name for name in os.listdir(run) if ".tmp-" in name or name == lock.LOCK]
+    assert not [name for name in os.listdir(run) if files.MARK in name or name == lock.LOCK]
 
 
 def test_two_runs_into_one_folder_one_wins_the_other_is_refused(tmp_path):
@@ -90,3 +91,21 @@ def test_two_runs_into_one_folder_one_wins_the_other_is_refused(tmp_path):
     assert config["train"]["seed"] == seed and read_meta(str(run / "checkpoint.npz"))["config"]["train"]["seed"] == seed
     log = (run / "train.log").read_text()
     assert log.count("training ") == 1  # one run's log, not two interleaved
+
+
+def test_two_quick_ctrl_cs_print_one_line_and_keep_the_checkpoint(tmp_path):
+    """The second Ctrl-C lands while the process exits (JAX's atexit shutdown): no 'Exception ignored' trace."""
+    run, err = tmp_path / "run", tmp_path / "err"
+    with open(err, "w") as stderr:
+        process = subprocess.Popen([sys.executable, "-m", "jaxbp", "train", "--out", str(run), "--quiet",
+                                    *[a for s in TINY for a in ("--set", s)], "--set", "train.epochs=1000000"],
+                                   env=ENV, stdout=subprocess.DEVNULL, stderr=stderr)
+        wait_for(lambda: metric_rows(run) >= 2, process)
+        process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 60
+        while "interrupted" not in err.read_text() and process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.001)
+        process.send_signal(signal.SIGINT) if process.poll() is None else None
+        assert process.wait(timeout=60) == 130
+    assert err.read_text() == "jaxbp: interrupted\n"
+    assert read_meta(str(run / "checkpoint.npz"))["epoch"] >= 2

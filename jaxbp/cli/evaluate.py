@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from ..boundary.files import describe_error
 from ..inference.files import read_inputs
 from ..inference.run import load_run
 from ..training.plots import save_confusion
@@ -26,7 +27,11 @@ def run(args) -> int:
     print(confusion_text(result.confusion, result.classes))
     name = confusion_file(loaded.record["replicas"], loaded.replica)
     title = f"{os.path.basename(args.data)}: accuracy {result.accuracy:.1%}"
-    written = save_confusion(os.path.join(args.run_dir, name), result.confusion, result.classes, title, print)
+    try:
+        written = save_confusion(os.path.join(args.run_dir, name), result.confusion, result.classes, title, print)
+    except OSError as error:  # a read-only run folder: the numbers above stand, the figure is skipped
+        print(f"confusion plot not saved ({describe_error(error)}); the results above are complete")
+        return 0
     if written:
         print(f"wrote {os.path.join(args.run_dir, written)}")
     return 0

@@ -7,11 +7,15 @@ Errors are printed as one readable line (never a raw traceback); ``JAXBP_DEBUG=1
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 
 from ..errors import JaxbpError, Terminated
+from ..boundary.files import describe_error
 
 COMMANDS = {
     "check": ("jaxbp.cli.check", "prove every registered plugin and a suite of networks equal to jax.grad"),
@@ -34,6 +38,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    """The command line; ``argv`` None (the program itself) also makes a late Ctrl-C quiet (see ``_quiet_exit``)."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # a second Ctrl-C while the first was being reported
+        print("jaxbp: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if argv is None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGINT, _quiet_exit)
+
+
+def _quiet_exit(signum, frame) -> None:
+    """A Ctrl-C while the process already ends (JAX shutting down in atexit): exit 130 at once, quietly (the
+    one line was printed), not a traceback from inside an exit hook. Everything was saved before."""
+    with contextlib.suppress(Exception):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(130)
+
+
+def _main(argv) -> int:
     try:
         args = build_parser().parse_args(argv)
         return args.run(args)
@@ -47,6 +72,10 @@ def main(argv=None) -> int:
     except BrokenPipeError:  # e.g. `jaxbp train | head`: the reader left; stay quiet
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except OSError as error:  # a file the user named cannot be read or written: what was saved before stays
+        print(f"jaxbp: error: {describe_error(error)}; files saved before are kept. Check the path, its permissions "
+              f"and the free space", file=sys.stderr)
+        return 2
     except Exception as error:  # the CLI never shows a raw traceback
         if os.environ.get("JAXBP_DEBUG"):
             raise

@@ -12,9 +12,10 @@ import os
 
 import numpy as np
 
+from ..boundary.archive import read_npz
 from ..datasets.table import is_table, read_table
 from ..errors import DataError
-from ..training.checkpoint import write_atomic
+from ..boundary.files import write_atomic
 
 
 def read_inputs(path, record: dict, *, need_labels: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
@@ -27,12 +28,8 @@ def read_inputs(path, record: dict, *, need_labels: bool = False) -> tuple[np.nd
         raise DataError(f"{path}: give a .npz (arrays x and y) or a .csv/.tsv file with a header row")
     if not os.path.isfile(path):
         raise DataError(f"no such file: {path!r}; check the path")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {name: archive[name] for name in archive.files if name in ("x", "y")}
-    except (OSError, ValueError) as error:
-        raise DataError(f"cannot read {path} as an .npz archive ({error}); save it with np.savez(path, x=x, y=y)") \
-            from None
+    stored = read_npz(path, DataError, "save it with np.savez(path, x=x, y=y)", "an .npz archive of arrays x (and y)")
+    arrays = {name: value for name, value in stored.items() if name in ("x", "y")}
     wanted = ("x", "y") if need_labels else ("x",)
     missing = [name for name in wanted if name not in arrays]
     if missing:

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from ..boundary import archive
+from ..boundary.files import write_atomic
 from ..errors import CheckpointError
 
 FORMAT = "jaxbp-checkpoint"
@@ -30,20 +31,6 @@ class Checkpoint(NamedTuple):
     step: int
     epoch: int
     key: jax.Array  # the run key; epoch e shuffles with fold_in(key, e)
-
-
-def write_atomic(path: str, data: bytes) -> None:
-    """Write ``data`` to a temporary file beside ``path``, fsync, then ``os.replace``: all or nothing."""
-    tmp = f"{path}.tmp-{os.getpid()}"
-    try:
-        with open(tmp, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
 
 
 def leaf_name(path) -> str:

@@ -18,14 +18,15 @@ import fcntl
 import os
 import re
 import socket
+import stat
 import time
 
 from ..errors import JaxbpError, RunFolderError
+from ..boundary.files import stale_temps
 
 LOCK = ".jaxbp.lock"
-_TEMP = re.compile(r".+\.tmp-(\d+)$")  # write_atomic's temporary files: NAME.tmp-PID
-_WRITE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.ENOENT,
-                 errno.ENOTDIR, errno.EFBIG}
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_LOCK_TEXT = re.compile(rb"\d+ \S+ \S+\n?")  # what acquire writes: pid host start
 
 
 def alive(pid: int) -> bool:
@@ -56,10 +57,12 @@ class RunLock:
 
 def acquire(run_dir: str) -> RunLock:
     """Lock ``run_dir`` (created if missing) for this process; RunFolderError names the holder if taken."""
+    if os.path.exists(run_dir) and not os.path.isdir(run_dir):
+        raise RunFolderError(f"{run_dir} is a file, not a folder; pick a folder path for the run (--out DIR)")
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, LOCK)
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        fd = _open_lock(path)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -75,10 +78,40 @@ def acquire(run_dir: str) -> RunLock:
     previous = _holder(fd, None)
     if previous is not None:
         notes.append(f"took over the lock of {run_dir} left by {previous}, which no longer holds it (killed?)")
-    os.ftruncate(fd, 0)
+    os.ftruncate(fd, 0)  # a file jaxbp made: created here, or checked to be a lock jaxbp left
     os.pwrite(fd, f"{os.getpid()} {socket.gethostname()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode(), 0)
     notes += remove_stale_temps(run_dir)
     return RunLock(run_dir, fd, notes)
+
+
+def _open_lock(path: str) -> int:
+    """The lock file, created exclusively; one left by a killed run is reused only if it is a plain file with one
+    name that reads as a jaxbp lock. A link, a folder or a foreign file is refused: nothing is followed or cut."""
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _NOFOLLOW, 0o644)
+    except FileExistsError:
+        pass
+    try:
+        fd = os.open(path, os.O_RDWR | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        return _open_lock(path)  # its holder removed it between the two calls
+    except OSError as error:
+        if error.errno not in (errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EMLINK):
+            raise
+        what = "a symbolic link" if os.path.islink(path) else "a folder" if os.path.isdir(path) else "not a plain file"
+        raise _foreign(path, what) from None
+    info = os.fstat(fd)
+    text = os.pread(fd, 200, 0) if stat.S_ISREG(info.st_mode) else b""
+    if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1 or (text and not _LOCK_TEXT.fullmatch(text)):
+        os.close(fd)
+        raise _foreign(path, "not a plain file" if not stat.S_ISREG(info.st_mode) else
+                       "a hard link to another file" if info.st_nlink != 1 else "a file jaxbp did not write")
+    return fd
+
+
+def _foreign(path: str, what: str) -> RunFolderError:
+    return RunFolderError(f"{path} is {what}, not a jaxbp lock; jaxbp never follows, truncates or removes it. "
+                          f"Remove it yourself if it is not needed, or pick another run folder")
 
 
 def _holder(fd: int, empty: str | None = "another process") -> str | None:
@@ -93,9 +126,8 @@ def _holder(fd: int, empty: str | None = "another process") -> str | None:
 
 
 def remove_stale_temps(run_dir: str) -> list[str]:
-    """Delete ``NAME.tmp-PID`` files whose process is gone (a run killed mid-write); returns notes."""
-    stale = [name for name in sorted(os.listdir(run_dir))
-             if (match := _TEMP.fullmatch(name)) and not alive(int(match.group(1)))]
+    """Delete jaxbp's own temporary files whose writer is gone (a run killed mid-write); returns notes."""
+    stale = stale_temps(run_dir, alive)
     for name in stale:
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(run_dir, name))
@@ -111,9 +143,9 @@ def holding(out_dir):
         lock = acquire(run_dir)
         yield lock
     except OSError as error:
-        if isinstance(error, JaxbpError) or error.errno not in _WRITE_ERRNOS:
+        if isinstance(error, JaxbpError):
             raise
-        path = error.filename or run_dir
+        path = error.filename or run_dir  # any OS error: one line naming the path and the reason
         raise RunFolderError(f"cannot write {path}: {error.strerror or error} "
                              f"({errno.errorcode.get(error.errno, error.errno)}); the files saved before are kept. "
                              f"Free space or fix the permissions of {run_dir} (a run with a checkpoint there "

@@ -16,7 +16,7 @@ from typing import Callable
 import jax.numpy as jnp
 import numpy as np
 
-from .checkpoint import write_atomic
+from ..boundary.files import write_atomic
 from .steps import predicted_class
 
 EXTRA = "pip install 'jaxbp[plots]'"

@@ -13,7 +13,7 @@ import os
 
 from ..datasets.preprocess import Standardize
 from ..errors import CheckpointError
-from .checkpoint import write_atomic
+from ..boundary.files import write_atomic
 from .build import build
 from .config import learning_rates, load_config
 from .runlog import RECORD

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import guard as _guard
-from .checkpoint import write_atomic
+from ..boundary.files import open_append, write_atomic
 from .lock import LOCK
 from ..errors import CheckpointError, ConfigError
 
@@ -107,8 +107,8 @@ class RunLog:
         self.log = self.metrics = None
         if run_dir is not None:
             write_atomic(os.path.join(run_dir, METRICS), "".join(_guard.dumps(r) + "\n" for r in rows).encode())
-            self.metrics = open(os.path.join(run_dir, METRICS), "a", encoding="utf-8")
-            self.log = open(os.path.join(run_dir, LOG), "a", encoding="utf-8")
+            self.metrics = open_append(os.path.join(run_dir, METRICS))
+            self.log = open_append(os.path.join(run_dir, LOG))
 
     def message(self, text: str) -> None:
         if self.bar is not None:

@@ -26,7 +26,8 @@ from ..privacy import training as _privacy
 from ..scale import cluster as _cluster
 from ..scale.precision import x64_for
 from .build import Run, build
-from .checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint, save_trees, write_atomic
+from ..boundary.files import write_atomic
+from .checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint, save_trees
 from .config import load_config, parse_override, to_toml
 from .plots import save_plots
 from .record import make_record, recorded_plugins, replica_labels, write_record
