@@ -14,6 +14,8 @@ import signal
 import sys
 import threading
 
+import numpy as np
+
 from ..errors import JaxbpError, Terminated
 from ..boundary.files import describe_error
 
@@ -61,7 +63,8 @@ def _quiet_exit(signum, frame) -> None:
 def _main(argv) -> int:
     try:
         args = build_parser().parse_args(argv)
-        return args.run(args)
+        with np.errstate(all="ignore"):  # no raw numpy warnings: every result that matters is checked finite
+            return args.run(args)
     except JaxbpError as error:
         print(f"jaxbp: error: {error}", file=sys.stderr)
         return error.exit_code  # 2; 3 when training diverged

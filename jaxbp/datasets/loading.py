@@ -23,6 +23,7 @@ import numpy as np
 from . import synthetic as _synthetic
 from .preprocess import Standardize, encode_labels
 from .preprocess import check_finite as _check_finite
+from .preprocess import check_range
 from .table import is_table, read_table
 from ..boundary.archive import read_npz
 from ..errors import ConfigError, DataError, MissingExtraError, UnknownPluginError
@@ -123,6 +124,8 @@ def load(
     if stats is not None:
         x_train, x_test = stats.apply(x_train), stats.apply(x_test)
     as_float = functools.partial(jnp.asarray, dtype=float)  # float32, or float64 under x64
+    for part in (x_train, x_test):
+        check_range(name, part, jnp.zeros((), float).dtype, features, stats)
     y_train, y_test = jnp.asarray(y[:n_train]), jnp.asarray(y[n_train:])
     return Dataset(as_float(x_train), y_train, as_float(x_test), y_test, int(k), name, stats, classes, features)
 

@@ -25,12 +25,14 @@ class Standardize(NamedTuple):
     @classmethod
     def fit(cls, x_train: np.ndarray) -> "Standardize":
         x_train = np.asarray(x_train, np.float64)
-        std = x_train.std(axis=0)
-        return cls(x_train.mean(axis=0), np.where(std < STD_FLOOR, 1.0, std))
+        with np.errstate(all="ignore"):  # values near 1e308 overflow: ``check_range`` names the column
+            std = x_train.std(axis=0)
+            return cls(x_train.mean(axis=0), np.where(std < STD_FLOOR, 1.0, std))
 
     def apply(self, x: np.ndarray) -> np.ndarray:
-        """z = (x - mean) / std in float64."""
-        return (np.asarray(x, np.float64) - self.mean) / self.std
+        """z = (x - mean) / std in float64 (an overflow gives Inf, quietly: ``check_range`` reports it)."""
+        with np.errstate(all="ignore"):
+            return (np.asarray(x, np.float64) - self.mean) / self.std
 
     def to_json(self) -> dict:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}  # float repr round-trips float64 exactly
@@ -49,6 +51,23 @@ def check_finite(name: str, x: np.ndarray) -> None:
             f"x of dataset {name!r} holds {len(bad)} NaN/Inf value(s) at {where}; "
             f"remove or impute those entries before loading"
         )
+
+
+def check_range(name: str, x: np.ndarray, dtype, features=(), stats: "Standardize | None" = None) -> None:
+    """A DataError naming the column whose values (after standardization, if any) do not fit ``dtype``: a
+    column near 1e308 overflows the standardization; raw values beyond the square root of the dtype's largest
+    number (1.8e19 in float32) overflow the network's products, standardized ones beyond the largest itself."""
+    top = float(np.finfo(dtype).max) ** (1.0 if stats is not None else 0.5)
+    with np.errstate(all="ignore"):
+        bad_stats = np.zeros(x.shape[1], bool) if stats is None else ~(np.isfinite(stats.mean) & np.isfinite(stats.std))
+        bad = bad_stats | ~np.all(np.isfinite(x) & (np.abs(x) <= top), axis=0) if len(x) else bad_stats
+    if np.any(bad):
+        column = int(np.flatnonzero(bad)[0])
+        shown = f"{features[column]!r}" if column < len(features) else str(column)
+        what = ("overflows the standardization (its mean or std is not a finite float64)" if bad_stats[column]
+                else f"has values beyond +-{top:.3g}, where {np.dtype(dtype).name} overflows"
+                + (" after standardization" if stats is not None else " in the network's products"))
+        raise DataError(f"{name}: column {shown} {what}; rescale that column (e.g. to units near 1) or drop it")
 
 
 def label_values(labels) -> np.ndarray:

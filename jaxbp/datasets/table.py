@@ -34,6 +34,7 @@ def read_table(path, label_column: str | None = DEFAULT_LABEL_COLUMN, *, need_la
     label_column = label_column or DEFAULT_LABEL_COLUMN
     rows = _rows(path)
     header, body = [name.strip() for name in rows[0][1]], rows[1:]
+    _check_header(path, header)
     if label_column in header:
         label_at = header.index(label_column)
     elif need_label:
@@ -63,6 +64,14 @@ def read_table(path, label_column: str | None = DEFAULT_LABEL_COLUMN, *, need_la
             if not label:
                 raise DataError(f"{path} line {line}, column {label_column!r}: empty label; give every row a label")
     return x, labels, names
+
+
+def _check_header(path: str, header: list[str]) -> None:
+    """No name twice: a repeated name would make the columns read ambiguous."""
+    for column, name in enumerate(header):
+        if name in header[:column]:
+            raise DataError(f"{path}: the header names column {name!r} twice (columns {header.index(name) + 1} and "
+                            f"{column + 1}); give every column its own name")
 
 
 def _rows(path: str) -> list[tuple[int, list[str]]]:

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..datasets.preprocess import check_finite, labels_to_classes
+from ..datasets.preprocess import check_finite, check_range, labels_to_classes
 from ..errors import CheckpointError, ConfigError, ShapeError
 from ..networks import Model, mlp
 from ..plugins.user import load_plugins
@@ -57,7 +57,9 @@ class LoadedRun(NamedTuple):
         check_finite("inputs", np.asarray(x, np.float64))
         stats = standardizer(self.record)
         x = np.asarray(x, np.float64) if stats is None else stats.apply(x)
-        return jnp.asarray(x, dtype=jax.tree.leaves(self.params)[0].dtype)
+        dtype = jax.tree.leaves(self.params)[0].dtype
+        check_range("inputs", x, dtype, tuple(self.record.get("features") or ()), stats)
+        return jnp.asarray(x, dtype=dtype)
 
     def predict(self, x) -> jax.Array:
         """Class probabilities (n, k) -- or (n, 1) for a sigmoid output, values for mse -- of raw inputs."""

@@ -42,7 +42,8 @@ def make_record(config: dict, data, model, replicas: int, plugins=()) -> dict:
 
 
 def write_record(run_dir: str, record: dict) -> None:
-    lines = ",\n".join(f" {json.dumps(key)}: {json.dumps(value)}" for key, value in record.items())  # a key a line
+    lines = ",\n".join(f" {json.dumps(key)}: {json.dumps(value, allow_nan=False)}"  # strict JSON, a key a line
+                       for key, value in record.items())
     write_atomic(os.path.join(run_dir, RECORD), ("{\n" + lines + "\n}\n").encode())
 
 
@@ -75,10 +76,14 @@ def standardizer(record: dict) -> Standardize | None:
     return None if record["standardize"] is None else Standardize.from_json(record["standardize"])
 
 
+def _not_json(name: str):
+    raise ValueError(f"it holds {name}, which strict JSON does not allow")
+
+
 def _read(path: str) -> dict:
     try:
         with open(path, encoding="utf-8") as file:
-            record = json.load(file)
+            record = json.load(file, parse_constant=_not_json)
     except (OSError, ValueError) as error:
         raise CheckpointError(f"{path} is unreadable or not JSON ({error}); retrain the run, or restore the "
                               f"file from a backup") from None
