@@ -45,6 +45,21 @@ def restore_registries():
         registry._plugins = plugins
 
 
+@pytest.fixture(scope="module")
+def host_devices():
+    """The 4 host devices, for a whole module that shards: JAX's default device is the CPU's on any machine (a GPU
+    machine has one GPU), and ``jaxbp.train`` takes its devices from that platform."""
+    with jax.default_device(jax.devices("cpu")[0]):
+        yield jax.devices("cpu")
+
+
+@pytest.fixture
+def xla_cpu():
+    """For a test of XLA:CPU's compiled program (YNNPACK, its temporary memory): skipped on other backends."""
+    if jax.default_backend() != "cpu":
+        pytest.skip(f"measures XLA:CPU's compiled program (YNNPACK, temporary memory), not {jax.default_backend()}'s")
+
+
 @pytest.fixture
 def key():
     return jax.random.key(0)

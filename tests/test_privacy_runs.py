@@ -58,7 +58,7 @@ def _assert_no_per_example_array(row):
     # (the vmapped route's step does build it: 4.1 GiB at mnist size in bench/results-privacy.md)
 
 
-def test_compiled_private_step_builds_no_per_example_array_with_and_without_ynnpack(optimized):
+def test_compiled_private_step_builds_no_per_example_array_with_and_without_ynnpack(xla_cpu, optimized):
     sizes, n = [int(d) for d in SPEC.split(":")[0].split("-")], int(SPEC.split(":")[1])
     _assert_no_per_example_array(bench_privacy.memory([(sizes, n)], ("plain", "jaxbp-dp"))[0])
     rows = special.memory_without_ynnpack([SPEC], module="jaxbp.bench.privacy")
@@ -104,7 +104,7 @@ def test_cli_trains_privately_to_a_target_epsilon_and_prints_it(tmp_path, capsys
     assert code == 0 and " eps 3.00" in out and "private: epsilon 3.000" in out, out
 
 
-def test_a_private_run_on_a_mesh_is_the_one_device_run():
+def test_a_private_run_on_a_mesh_is_the_one_device_run(host_devices):
     """A seed pair over replica 2 x data 2 host devices, its Poisson batches split over the data axis (capacity
     padded from 43 to a multiple of 2, masked): in float64 replica 0 ends within 1e-10 of the one-device run."""
     base = [*BASE, "train.epochs=2", "train.precision=float64"]

@@ -14,6 +14,7 @@ import jaxbp
 from jaxbp.plugins import layers as _layers
 from jaxbp.scale.precision import get_policy, mixed_precision
 
+pytestmark = pytest.mark.usefixtures("host_devices")  # on a GPU machine too: 4 host devices
 MESHES = ["explicit", "explicit+set_mesh", "auto", "auto+set_mesh"]
 
 
@@ -29,7 +30,7 @@ def setup():
 
 def _mesh(kind):
     axis_type = AxisType.Explicit if kind.startswith("explicit") else AxisType.Auto
-    return jax.make_mesh((4,), ("data",), axis_types=(axis_type,))
+    return jax.make_mesh((4,), ("data",), axis_types=(axis_type,), devices=jax.devices("cpu")[:4])
 
 
 def _all_steps(model, params, xs, ys, names=None):

@@ -29,6 +29,9 @@ SMALL = ["data.name=moons", "data.n=200", "model.hidden=[12]", "optimizer.name=s
 PEER_TIMEOUT_S = 240  # the outer limit on a multi-process run; a hang fails the test instead of the suite
 
 
+pytestmark = pytest.mark.usefixtures("host_devices")  # in-process runs on 4 host devices, on a GPU machine too
+
+
 def _leaves(path):
     with np.load(path, allow_pickle=False) as archive:
         return {name: archive[name] for name in archive.files if name != "meta"}

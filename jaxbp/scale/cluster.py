@@ -122,12 +122,21 @@ def _roll_call(host: str, port: int, count: int, index: int, deadline: float, ti
         time.sleep(0.2)
 
 
+def run_devices() -> list:
+    """The devices a run uses: those of ``jax.default_device``'s platform where one is set (``with
+    jax.default_device(jax.devices("cpu")[0])`` trains on host devices on a GPU machine), else the default backend's."""
+    default = jax.config.jax_default_device
+    if default is None:
+        return jax.devices()
+    return jax.devices(default if isinstance(default, str) else default.platform)
+
+
 def run_mesh(devices: int, replicas: int, replica_devices: int) -> jax.sharding.Mesh | None:
     """``replica x data`` over the first ``devices`` devices (0: all); replica_devices 0 picks gcd(replicas, devices).
     None for one device in one process: the single-device program."""
     if devices == 1 and jax.process_count() == 1:
         return None
-    available = jax.devices()
+    available = run_devices()
     count = devices or len(available)
     if count > len(available):
         hint = (f", or make host devices with jax.config.update('jax_num_cpu_devices', {count}) before JAX starts "
@@ -144,7 +153,7 @@ def run_mesh(devices: int, replicas: int, replica_devices: int) -> jax.sharding.
 
 def describe(mesh: jax.sharding.Mesh | None, precision: str) -> dict:
     """What the summary records about where a run ran (``mesh`` None: one device, one process)."""
-    device = jax.devices()[0] if mesh is None else mesh.devices.flat[0]
+    device = run_devices()[0] if mesh is None else mesh.devices.flat[0]
     shape = {"replica": 1, "data": 1} if mesh is None else dict(mesh.shape)
     return {"platform": device.platform, "device_kind": device.device_kind, "device_count": math.prod(shape.values()),
             "process_count": jax.process_count(), "mesh": shape, "precision": precision}
