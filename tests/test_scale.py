@@ -177,3 +177,16 @@ def test_default_spiral_run_in_bfloat16_reaches_97_percent():
     result = jaxbp.train(None, overrides=["train.precision=bfloat16", "train.plots=false"], progress=False)
     assert result.summary["precision"] == "bfloat16" and result.summary["test_accuracy"] >= 0.97
     assert {leaf.dtype for leaf in jax.tree.leaves(result.params)} == {jnp.dtype("float32")}
+
+
+def test_a_run_takes_its_devices_from_the_default_devices_platform(monkeypatch):
+    """On a GPU machine ``with jax.default_device(cpu)`` trains on the host devices (how these tests shard)."""
+    from jaxbp.scale import cluster
+
+    real = jax.devices
+    monkeypatch.setattr(jax, "devices", lambda backend=None: real(backend) if backend else ["gpu:0"])  # one GPU
+    with jax.default_device(None):
+        assert cluster.run_devices() == ["gpu:0"]
+    for default in (real("cpu")[0], "cpu"):
+        with jax.default_device(default):
+            assert cluster.run_devices() == real("cpu") and len(real("cpu")) == 4

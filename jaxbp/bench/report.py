@@ -36,6 +36,19 @@ def markdown(results) -> str:
     peaks = ", ".join(f"{g:.0f} GFLOP/s in {d}" for d, g in results["matmul"]["gflops"].items())
     lines += ["", f"## One training step (SGD), milliseconds; matmul roofline {peaks} "
               f"({results['matmul']['size']}^3 jitted jnp.dot)", ""]
+    if results["suite"] == "accelerator":
+        lines += _accelerator(results)
+    else:
+        lines += _steps(results)
+    lines = _more(results, lines)
+    notes = list(results.get("notes") or []) + [f"{t['target']}: {t['why']}" for t in results["targets"]
+                                                if t["met"] is False and t["why"]]
+    if notes:
+        lines += ["", "## Notes", ""] + [f"- {note}" for note in notes]
+    return "\n".join(lines) + "\n"
+
+
+def _steps(results) -> list[str]:
     rows = []
     for r in results["steps"]:
         t, q, f = r["times"], r["ratios"], r["roofline"]
@@ -43,11 +56,26 @@ def markdown(results) -> str:
                      f"{_ms(t.get('torch'))} / {_ms(t.get('torch-1t'))}", _x(q.get("torch_best/jaxbp")),
                      f"{_ms(t.get('numpy'))} / {_ms(t.get('numpy-1t'))}", _x(q.get("numpy_best/jaxbp")),
                      f"{r['gflops']['jaxbp']:.0f}", _pct(f.get("jaxbp")), _pct(f.get("jax.grad")), _pct(f.get("torch_best"))])
-    lines += _table(["config", "dtype", "n", "jaxbp", "jax.grad", "jaxbp/grad", "torch 2t / 1t", "torch/jaxbp",
+    lines = _table(["config", "dtype", "n", "jaxbp", "jax.grad", "jaxbp/grad", "torch 2t / 1t", "torch/jaxbp",
                      "numpy 2t / 1t", "numpy/jaxbp", "jaxbp GFLOP/s", "roofline jaxbp", "roofline grad",
                      "roofline torch"], rows)
-    lines += ["", "Ratios are medians of same-round ratios; torch and numpy ratios use the faster of 2 threads and 1 "
-              "(\"best\"). Useful FLOPs: forward and weight gradient of every layer, input gradient of all but the first."]
+    return lines + ["", "Ratios are medians of same-round ratios; torch and numpy ratios use the faster of 2 threads and 1 "
+                    "(\"best\"). Useful FLOPs: forward and weight gradient of every layer, input gradient of all but the "
+                    "first."]
+
+
+def _accelerator(results) -> list[str]:
+    from .accelerator import private_table, step_table
+
+    lines = _table(*step_table(results)) + ["", "Ratios are medians of same-round ratios. Useful FLOPs: forward and "
+                                            "weight gradient of every layer, input gradient of all but the first."]
+    if results.get("private"):
+        lines += ["", "## The private step (DP-SGD: clipped per-example gradients, noise) against the ordinary one", ""]
+        lines += _table(*private_table(results))
+    return lines
+
+
+def _more(results, lines) -> list[str]:
     if results.get("fused"):
         lines += ["", "## Toy throughput: K steps as K calls, or fused in one lax.scan (make_scan_step)", ""]
         lines += _table(["n", "K", "loop M ex/s", "fused M ex/s", "fused speedup"],
@@ -81,6 +109,4 @@ def markdown(results) -> str:
                          _x(o["ratio"]) if o else "-"])
         lines += _table(["config", "n", "batched ms", "per-example ms", "time ratio", "temp MiB (YNN on)",
                          "memory ratio", "temp MiB (YNN off)", "memory ratio (off)"], rows)
-    if results.get("notes"):
-        lines += ["", "## Notes", ""] + [f"- {note}" for note in results["notes"]]
-    return "\n".join(lines) + "\n"
+    return lines

@@ -15,6 +15,7 @@ import time
 
 import jax.numpy as jnp
 
+from . import accelerator as bench_accelerator
 from . import contenders as bench_contenders
 from . import privacy as bench_privacy
 from . import report as bench_report
@@ -24,19 +25,20 @@ from ..errors import ConfigError
 from .timing import (ACCELERATOR_CONFIGS, CONFIGS, environment, interleave, limit_threads, matmul_runner, median,
                            paired_ratio, paired_spread, spread, useful_flops)
 
-PARTS = ("steps", "fused", "replicas", "compile", "per-example")
+PARTS = ("steps", "fused", "replicas", "compile", "per-example", "private")
 SUITES = {
-    "cpu": {"configs": CONFIGS, "batches": (128, 1024, 8192), "dtypes": ("float32",), "matmul": 2048},
+    "cpu": {"configs": CONFIGS, "batches": (128, 1024, 8192), "dtypes": ("float32",), "matmul": 2048,
+            "parts": PARTS[:5]},
     "accelerator": {"configs": ACCELERATOR_CONFIGS, "batches": (1024, 8192, 65536), "dtypes": ("float32", "bfloat16"),
-                    "matmul": 8192},
+                    "matmul": 8192, "parts": ("steps", "replicas", "private")},
     "privacy": {"configs": {"mnist": CONFIGS["mnist"]}, "batches": (1024,), "dtypes": ("float32",), "matmul": 0},
     "scale": {},  # jaxbp.bench.scale: 1, 2, 4 devices and 16 replicas split over them
 }
 
 
-def _names(text, known, what):
+def _names(text, known, what, default=None):
     if not text:
-        return list(known)
+        return list(default or known)
     names = [t.strip() for t in text.split(",") if t.strip()]
     unknown = [t for t in names if t not in known]
     if unknown:
@@ -58,8 +60,10 @@ def _command(args) -> str:
     return " ".join(words + (["--no-torch"] if args.no_torch else []))
 
 
-def step_rows(configs, batches, dtypes, *, rounds, block_s, matmul_size, torch, numpy, notes) -> tuple[list, dict]:
-    """Time every contender on every (config, n, dtype), interleaved with a large matmul."""
+def step_rows(configs, batches, dtypes, *, rounds, block_s, matmul_size, torch, numpy, notes,
+              torch_device=None) -> tuple[list, dict]:
+    """Time every contender on every (config, n, dtype), interleaved with a large matmul; PyTorch on
+    ``torch_device`` (a CUDA device) as well where one is given."""
     rows, peaks = [], {}
     for dtype in dtypes:
         dot, dot_flops = matmul_runner(matmul_size, jnp.dtype(dtype))
@@ -70,6 +74,8 @@ def step_rows(configs, batches, dtypes, *, rounds, block_s, matmul_size, torch, 
                 cpu = dtype == "float32" and (torch or numpy)
                 contenders = bench_contenders.all_contenders(sizes, n, dtype=jnp.dtype(dtype), torch=cpu and torch,
                                                              numpy=cpu and numpy)
+                if torch_device is not None:
+                    contenders |= bench_accelerator.torch_contenders(sizes, n, dtype, torch_device, notes)
                 runners = {name: c.run for name, c in contenders.items()} | {"matmul": dot}
                 prepares = {name: c.prepare for name, c in contenders.items() if c.prepare}
                 t = interleave(runners, rounds, block_s, prepares)
@@ -100,6 +106,8 @@ def step_rows(configs, batches, dtypes, *, rounds, block_s, matmul_size, torch, 
 
 
 def run(args) -> int:
+    if args.judge:
+        return judge(args)
     if args.suite == "privacy":
         return bench_privacy.run(args)  # its own contenders, targets and tables
     if args.suite == "scale":
@@ -108,7 +116,7 @@ def run(args) -> int:
     suite = SUITES[args.suite]
     configs = _names(args.configs, suite["configs"], "config")
     batches = _batches(args.batches, suite["batches"][:1] if args.quick else suite["batches"])
-    parts = _names(args.parts, PARTS, "part")
+    parts = _names(args.parts, PARTS, "part", suite["parts"])
     rounds = args.rounds or (3 if args.quick else 11)
     block_s = args.block_ms / 1e3 if args.block_ms else 0.03 if args.quick else 0.1
     accelerator = args.suite == "accelerator"
@@ -120,12 +128,16 @@ def run(args) -> int:
                "settings": {"configs": configs, "batches": batches, "parts": parts, "rounds": rounds, "block_s": block_s},
                "toy_flops_per_example": useful_flops(CONFIGS["toy"], 1)}
     print(f"jaxbp bench --suite {args.suite}: {env['device']}, {rounds} rounds", file=sys.stderr, flush=True)
+    gpu_torch = bench_accelerator.torch_device() if accelerator and not args.no_torch else None
     results["steps"], results["matmul"] = step_rows(
         configs, batches, suite["dtypes"], rounds=rounds, block_s=block_s,
         matmul_size=1024 if args.quick else suite["matmul"], torch=not args.no_torch and not accelerator,
-        numpy=not accelerator, notes=notes) if "steps" in parts else ([], {"size": 0, "gflops": {}})
+        numpy=not accelerator, notes=notes, torch_device=gpu_torch) if "steps" in parts else ([], {"size": 0, "gflops": {}})
     if accelerator:
-        notes.append("PyTorch and numpy run on the CPU only, so the accelerator suite times jaxbp, jax.grad and the matmul.")
+        notes.append(bench_accelerator.TF32_NOTE if gpu_torch is not None else "PyTorch sees no CUDA device here (or "
+                     "is not installed) and numpy runs on the CPU only, so this suite times jaxbp, jax.grad and the matmul.")
+    if "private" in parts:
+        results["private"] = bench_accelerator.private_rows(batches, rounds=rounds, block_s=block_s)
     if "fused" in parts:
         results["fused"] = bench_special.fused_throughput(batches, rounds=rounds, block_s=block_s)
     if "replicas" in parts:
@@ -145,13 +157,46 @@ def run(args) -> int:
             "time": bench_special.per_example_times(pairs, rounds=rounds, block_s=block_s, temp=temp)}
     results["elapsed_s"] = time.perf_counter() - start
     results["load_average_end"] = environment()["load_average"]
-    results["targets"] = [] if accelerator else bench_targets.targets(results)
+    results["targets"] = JUDGES[args.suite](results)
     if not accelerator and "steps" in parts:
         notes.append("On a shared machine PyTorch's OpenMP pool and OpenBLAS with 2 threads stall whenever another "
                      "process holds a core, so both are also timed on 1 thread and judged by the faster; the load "
                      "average is in the header. Compare runs on a quiet machine.")
-    results["notes"] = notes + [f"{t['target']}: {t['why']}" for t in results["targets"] if t["met"] is False]
+    results["notes"] = notes  # a missed target's note is added to the markdown from its "why"
     _write(args, results, bench_report.markdown(results))
+    return 0
+
+
+JUDGES = {"cpu": bench_targets.targets, "accelerator": bench_accelerator.targets}
+
+
+def judge(args) -> int:
+    """Judge the targets of a recorded ``results-<suite>.json`` again; print the markdown (and write it with --out)."""
+    path = pathlib.Path(args.judge)
+    try:
+        results = json.loads(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read {path} ({error.strerror}); give a results-<suite>.json that jaxbp bench wrote")
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"{path} is not JSON ({error.msg} at line {error.lineno}); give a results-<suite>.json "
+                          "that jaxbp bench wrote") from None
+    suite = results.get("suite") if isinstance(results, dict) else None
+    if suite not in JUDGES:
+        raise ConfigError(f"{path} holds no cpu or accelerator bench results (suite: {suite!r}); give a "
+                          "results-cpu.json or results-accelerator.json")
+    try:
+        results["targets"] = JUDGES[suite](results)
+    except (KeyError, TypeError, ValueError) as error:
+        raise ConfigError(f"{path} is missing a field the targets need ({type(error).__name__}: {error}); "
+                          "give the results file as jaxbp bench wrote it") from None
+    names = tuple(f"{t['target']}: " for t in results["targets"])
+    results["notes"] = [note for note in results.get("notes", []) if not note.startswith(names)]  # old misses
+    text = bench_report.markdown(results)
+    if args.out:
+        args.suite, args.quick = suite, results.get("quick", False)
+        _write(args, results, text)
+    else:
+        print(text)
     return 0
 
 
@@ -187,4 +232,5 @@ def _write(args, results: dict, text: str) -> None:
     (out / f"{stem}.md").write_text(text)
     (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
     print(text)
-    print(f"wrote {out / stem}.md and .json in {results['elapsed_s']:.0f} s", file=sys.stderr)
+    print(f"wrote {out / stem}.md and .json" + (f" in {results['elapsed_s']:.0f} s" if "elapsed_s" in results else ""),
+          file=sys.stderr)

@@ -20,18 +20,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--rounds", type=int, help="interleaved rounds per measurement (default 11, quick 3)")
     parser.add_argument("--block-ms", type=float, help="length of one timed block of steps (default 100, quick 30)")
     parser.add_argument("--no-torch", action="store_true", help="leave PyTorch out even where it is installed")
+    parser.add_argument("--judge", metavar="RESULTS.json", help="judge the targets of a recorded results-cpu.json or "
+                        "results-accelerator.json again (a run on another machine) instead of running; prints the "
+                        "markdown, and writes it with --out")
     parser.add_argument("--out", help="folder for results-<suite>[-quick].md/.json (default: a new folder "
                                       "runs/bench-<date>-<time>; --out bench/ refreshes the committed results)")
 
 
 
 def run(args) -> int:
-    if args.suite == "scale":  # host devices on a CPU must exist before JAX's backend starts
+    if args.suite == "scale" and not args.judge:  # host devices on a CPU must exist before JAX's backend starts
         from ..bench.scale import DEVICES
         from ..scale.cluster import start
 
         start(DEVICES)
     from ..bench import suite  # imports the contenders (and PyTorch where installed) only when benching
 
-    args.out = args.out or time.strftime("runs/bench-%Y%m%d-%H%M%S")
+    if not args.judge:
+        args.out = args.out or time.strftime("runs/bench-%Y%m%d-%H%M%S")
     return suite.run(args)
