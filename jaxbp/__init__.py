@@ -26,7 +26,9 @@ from .plugins import Activation as Activation
 from .plugins import Layer as Layer
 from .plugins import Loss as Loss
 from .plugins import Rule as Rule
+from .plugins import avg_pool2d as avg_pool2d
 from .plugins import dense as dense
+from .plugins import flatten as flatten
 from .plugins import get_activation as get_activation
 from .plugins import get_loss as get_loss
 from .plugins import get_rule as get_rule
@@ -34,6 +36,7 @@ from .plugins import layer as layer
 from .plugins import layer_norm as layer_norm
 from .plugins import load_entry_points as load_entry_points
 from .plugins import load_plugins as load_plugins
+from .plugins import max_pool2d as max_pool2d
 from .plugins import register_activation as register_activation
 from .plugins import register_layer as register_layer
 from .plugins import register_loss as register_loss

@@ -7,16 +7,17 @@ The per-example form is the notes' single-point rule ``dw = (a - y) x^T``, vmapp
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
 
-from .errors import ConfigError
+from .boundary.validate import as_shape, check_batch, check_inputs, check_params, widths
+from .errors import ConfigError, ShapeError
 from .plugins.layers import Layer, dense
 from .plugins.losses import get_loss
 from .plugins.rules import attach, get_rule, layer_params
-from .boundary.validate import check_batch, check_inputs, check_params, widths
 
 Params = Any  # a list with one pytree per layer
 
@@ -32,18 +33,37 @@ class Model(NamedTuple):
     per_example_grads: Callable[[Params, jax.Array, jax.Array], Params]  # each leaf gains a leading n axis
     per_example_value_and_grad: Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params]]  # (n,) losses too
     targets: Callable[[jax.Array], jax.Array]  # labels -> (n, k) float targets, checked
-    d_in: int
+    d_in: int  # the flat input width, prod(input_shape)
     d_out: int
     loss_name: str
     rule: str = "backprop"  # the backward rule (jaxbp.plugins.rules): what each layer sends back
     layers: tuple = ()  # the Layer plugins, in order (private training walks their caches)
+    input_shape: tuple = ()  # one example's shape, e.g. (784,) or (28, 28, 1); batches are (n, *input_shape)
 
 
-def _output_size(layer: Layer, d_in: int) -> int:
-    """Run ``layer.init`` abstractly (no arrays are made) to read its output size."""
-    sizes = []
-    jax.eval_shape(lambda key: sizes.append(layer.init(key, d_in)[0]), jax.random.key(0))
-    return sizes[0]
+def layer_name(layer: Layer) -> str:
+    """The factory a layer came from (``conv2d``, ``dense``...), for messages."""
+    return getattr(layer.init, "__qualname__", "layer").split(".")[0]
+
+
+def _takes(layer: Layer, index: int, shape: tuple):
+    """What ``layer.init`` takes for one example of ``shape``: the shape itself, or a flat layer's int width."""
+    if layer.shaped:
+        return shape
+    if len(shape) != 1:
+        raise ShapeError(f"layer {index} ({layer_name(layer)}) takes flat vectors, got per-example shape {shape}: "
+                         f"put jaxbp.flatten() before it")
+    return shape[0]
+
+
+def _output_shape(layer: Layer, index: int, shape: tuple) -> tuple:
+    """Run ``layer.init`` abstractly (no arrays are made) to read the shape of one example's output."""
+    shapes, takes = [], _takes(layer, index, shape)
+    try:
+        jax.eval_shape(lambda key: shapes.append(layer.init(key, takes)[0]), jax.random.key(0))
+    except ShapeError as error:  # a layer's own message says what it takes; the network adds which layer
+        raise ShapeError(f"layer {index} ({layer_name(layer)}) {error}") from None
+    return as_shape(shapes[0], f"layer {index} ({layer_name(layer)})'s output shape")
 
 
 def _mean(losses: jax.Array) -> jax.Array:
@@ -51,28 +71,35 @@ def _mean(losses: jax.Array) -> jax.Array:
     return jnp.mean(losses, dtype=jnp.promote_types(losses.dtype, jnp.float32))
 
 
-def network(d_in: int, layers: Sequence[Layer], loss: str, rule: str = "backprop") -> Model:
-    """Chain ``layers`` on inputs of ``d_in`` features; the last layer's output feeds ``loss``;
-    ``rule`` names what each layer sends back (jaxbp.register_rule), backprop by default."""
+def network(input_shape: int | tuple, layers: Sequence[Layer], loss: str, rule: str = "backprop") -> Model:
+    """Chain ``layers`` on examples of ``input_shape`` (an int width, or a shape such as ``(28, 28, 1)``);
+    the last layer's output feeds ``loss``; ``rule`` names what each layer sends back (jaxbp.register_rule),
+    backprop by default. A layer that cannot take its input's shape is a ShapeError here, at build time."""
     layers = tuple(layers)
+    input_shape = as_shape(input_shape, "input_shape")
+    d_in = math.prod(input_shape)
     loss_name, loss = loss, get_loss(loss)
     rule_plugin = get_rule(rule)
     if not layers:
         raise ConfigError("a network needs at least one layer")
-    d_out = d_in
-    for layer in layers:
-        d_out = _output_size(layer, d_out)
+    shapes = [input_shape]  # shapes[i]: one example's shape into layer i; shapes[-1]: the network's output
+    for index, layer in enumerate(layers):
+        shapes.append(_output_shape(layer, index, shapes[-1]))
+    if len(shapes[-1]) != 1:
+        raise ShapeError(f"layer {len(layers) - 1} ({layer_name(layers[-1])}) gives per-example shape {shapes[-1]}, "
+                         f"but the loss takes flat vectors: end with jaxbp.flatten() and jaxbp.dense(k)")
+    d_out = shapes[-1][0]
+    takes = [_takes(layer, i, shape) for i, (layer, shape) in enumerate(zip(layers, shapes))]
 
     def init(key):
-        params, d = [], d_in
-        for layer, layer_key in zip(layers, jax.random.split(key, len(layers))):
-            d, p = layer.init(layer_key, d)
-            params.append(p)
+        params = []
+        for layer, layer_key, t in zip(layers, jax.random.split(key, len(layers)), takes):
+            params.append(layer.init(layer_key, t)[1])
         return params
 
     def forward(params, x):
         params = layer_params(params)  # a rule's feedback matrices ride beside the layers' params
-        check_params(params, layer_params(expected), d_in)  # shapes only: free at trace time
+        check_params(params, layer_params(expected), input_shape)  # shapes only: free at trace time
         caches = []
         for layer, p in zip(layers, params):
             x, cache = layer.forward(p, x)
@@ -87,7 +114,7 @@ def network(d_in: int, layers: Sequence[Layer], loss: str, rule: str = "backprop
         return grads[::-1]
 
     if rule != "backprop":  # the same forward; another signal sent back (value_and_grad calls this backward)
-        init, backward = attach(rule_plugin, layers, init, d_out)
+        init, backward = attach(rule_plugin, layers, init, d_out, shapes[:-1])
     # The params' shapes, traced once here, abstractly: inside a step's trace the key would be staged as an op.
     expected = jax.eval_shape(init, jax.random.key(0))
 
@@ -101,19 +128,19 @@ def network(d_in: int, layers: Sequence[Layer], loss: str, rule: str = "backprop
         return jax.lax.optimization_barrier(targets(y))
 
     def apply(params, x):
-        check_inputs(x, d_in)
+        check_inputs(x, input_shape)
         return forward(params, x)[0]
 
     def predict(params, x):
         return loss.link(apply(params, x))
 
     def mean_loss(params, x, y):
-        check_batch(x, y, d_in)
+        check_batch(x, y, input_shape)
         z = forward(params, x)[0]
         return _mean(jax.vmap(loss.value)(z, targets(y).astype(z.dtype)))
 
     def value_and_grad(params, x, y):
-        check_batch(x, y, d_in)
+        check_batch(x, y, input_shape)
         t = encode_first(y)
         z, caches = forward(params, x)
         t = t.astype(z.dtype)
@@ -126,7 +153,7 @@ def network(d_in: int, layers: Sequence[Layer], loss: str, rule: str = "backprop
         return loss.value(z, t), backward(params, caches, loss.backward(z, t))  # dw = (a - y) x^T, layer by layer
 
     def per_example_value_and_grad(params, x, y):
-        check_batch(x, y, d_in)
+        check_batch(x, y, input_shape)
         dtype = jnp.result_type(x, *jax.tree.leaves(params))
         return jax.vmap(single_example, in_axes=(None, 0, 0))(params, x, encode_first(y).astype(dtype))
 
@@ -134,7 +161,7 @@ def network(d_in: int, layers: Sequence[Layer], loss: str, rule: str = "backprop
         return per_example_value_and_grad(params, x, y)[1]
 
     return Model(init, apply, predict, mean_loss, value_and_grad, per_example_grads, per_example_value_and_grad,
-                 targets, d_in, d_out, loss_name, rule, layers)
+                 targets, d_in, d_out, loss_name, rule, layers, input_shape)
 
 
 def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: str = "softmax_cross_entropy",

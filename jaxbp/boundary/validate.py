@@ -87,14 +87,29 @@ def check_range(name: str, y, low: float, high: float, what: str) -> None:
                                               f"{{count}} value(s) are out of range", y)
 
 
-def check_inputs(x, d: int) -> None:
-    """x must be (n, d) floats with no NaN/Inf."""
-    check_shape("x", x, (None, d), f"n examples of {d} features")
+def as_shape(shape, what: str) -> tuple[int, ...]:
+    """One example's shape as a tuple of positive ints: an int width ``d`` is ``(d,)``."""
+    try:
+        dims = (shape,) if hasattr(shape, "__index__") else tuple(shape)
+        ok = len(dims) > 0 and all(not isinstance(s, (bool, np.bool_)) and operator.index(s) > 0 for s in dims)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ShapeError(f"{what} must be a positive int width or a tuple of positive ints such as (28, 28, 1); "
+                         f"got {shape!r}")
+    return tuple(operator.index(s) for s in dims)
+
+
+def check_inputs(x, shape) -> None:
+    """x must be (n, *shape) floats with no NaN/Inf; ``shape`` is one example's shape, or an int width d."""
+    shape = as_shape(shape, "the input shape")
+    what = f"n examples of {shape[0]} features" if len(shape) == 1 else f"n examples of shape {shape}"
+    check_shape("x", x, (None, *shape), what)
     check_finite("x", x)
 
 
-def check_batch(x, y, d: int) -> None:
-    check_inputs(x, d)
+def check_batch(x, y, shape) -> None:
+    check_inputs(x, shape)
     n = jnp.shape(x)[0]
     if jnp.ndim(y) == 0 or jnp.shape(y)[0] != n:
         raise ShapeError(f"y must have one row per example of x: x has n={n}, y has shape {jnp.shape(y)}")
@@ -124,7 +139,7 @@ def widths(sizes) -> list[int]:
     return [operator.index(s) for s in sizes]
 
 
-def check_params(params, expected, d_in: int) -> None:
+def check_params(params, expected, input_shape) -> None:
     """``params`` must have the structure and shapes the model's ``init`` makes (checked at trace time, free);
     a ShapeError names the first layer that differs."""
     if not isinstance(params, (list, tuple)) or len(params) != len(expected):
@@ -140,6 +155,7 @@ def check_params(params, expected, d_in: int) -> None:
         for (path, leaf), spec in zip(jax.tree_util.tree_flatten_with_path(got)[0], want_leaves):
             if jnp.shape(leaf) != spec.shape:
                 name = jax.tree_util.keystr(path)
+                inputs = f"{input_shape[0]} inputs" if len(input_shape) == 1 else f"inputs of shape {input_shape}"
                 raise ShapeError(f"params of layer {index}: {name} has shape {jnp.shape(leaf)} but this model "
-                                 f"({d_in} inputs) makes {spec.shape} there; the params come from another model "
+                                 f"({inputs}) makes {spec.shape} there; the params come from another model "
                                  f"-- pass the params of this model (model.init(key))")

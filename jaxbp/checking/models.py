@@ -40,7 +40,7 @@ def check_model(model: Model, *, smooth: bool = False, n: int = 8, seed: int = 0
         if params is None:
             params = jax.tree.map(lambda p: p + 0.1 * rng.standard_normal(p.shape), model.init(kp))  # biases off zero
         params = to_float64(params)
-        x = jnp.asarray(rng.standard_normal((n, model.d_in))) if x is None else to_float64(x)
+        x = jnp.asarray(rng.standard_normal((n, *model.input_shape))) if x is None else to_float64(x)
         y = example_labels(model, ky, x.shape[0]) if y is None else to_float64(y)
 
         @jax.jit

@@ -65,8 +65,9 @@ def _check_layer(name: str, seed: int, variant: str = "jit") -> CheckReport:
     plugin = LAYERS.get(name)
     layer = plugin.make(**plugin.example)
     rng = np.random.default_rng(seed)
-    params = jax.tree.map(lambda p: p + 0.3 * rng.standard_normal(p.shape), layer.init(jax.random.key(seed), 4)[1])
-    x = jnp.asarray(rng.standard_normal((5, 4)))
+    params = jax.tree.map(lambda p: p + 0.3 * rng.standard_normal(p.shape), layer.init(  # a flat layer takes its width
+        jax.random.key(seed), plugin.input_shape if layer.shaped else plugin.input_shape[0])[1])
+    x = jnp.asarray(rng.standard_normal((5, *plugin.input_shape)))
     y, _ = layer.forward(params, x)
     g = jnp.asarray(rng.standard_normal(y.shape))
     out, looped = run_variant(lambda p, x, g: layer.backward(p, layer.forward(p, x)[1], g), (params, x, g), variant,

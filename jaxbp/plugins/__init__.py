@@ -11,6 +11,9 @@ from .layers import dense as dense
 from .layers import layer as layer
 from .layers import layer_norm as layer_norm
 from .layers import register_layer as register_layer
+from .pooling import avg_pool2d as avg_pool2d
+from .pooling import flatten as flatten
+from .pooling import max_pool2d as max_pool2d
 from .losses import LOSSES as LOSSES
 from .losses import Loss as Loss
 from .losses import get_loss as get_loss

@@ -3,6 +3,8 @@
 A layer is ``init(key, d_in) -> (d_out, params)``, ``forward(params, x) -> (y, cache)`` and
 ``backward(params, cache, dJ/dy) -> (dJ/dparams, dJ/dx)``. ``x`` is one example (d,) or a
 batch (n, d): leading axes are batch axes and the parameter gradient sums over them.
+A ``shaped`` layer's init takes and returns a per-example shape tuple instead, e.g. (H, W, C), and its
+forward takes one example (H, W, C) or a batch (n, H, W, C).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class Layer(NamedTuple):
     # optional, for private training: (params, cache, dJ_i/dy (n, ...)) -> each example's squared gradient norm (n,);
     # without it jaxbp.privacy vmaps the single-example backward (correct, but builds per-example gradients)
     per_example_sq_norms: Callable[[Any, Any, jax.Array], jax.Array] | None = None
+    # False: init gets and returns an int width (flat vectors); True: a per-example shape tuple, e.g. (H, W, C)
+    shaped: bool = False
 
 
 class LayerPlugin(NamedTuple):
@@ -34,16 +38,18 @@ class LayerPlugin(NamedTuple):
     make: Callable[..., Layer]
     example: dict
     smooth: bool = True  # False: finite differences are checked in the 1e-4 kink band
+    input_shape: tuple = (4,)  # one example's shape in the check, e.g. (6, 6, 2) for an image layer
 
 
 LAYERS: Registry[LayerPlugin] = Registry("layer", "jaxbp.register_layer(name, make, example={...})")
 
 
 def register_layer(name: str, make: Callable[..., Layer], *, example: dict, smooth: bool = True,
-                   replace: bool = False) -> LayerPlugin:
-    """Register a layer factory; ``make(**example)`` is what ``check_plugin('layer', name)`` verifies."""
+                   input_shape: tuple = (4,), replace: bool = False) -> LayerPlugin:
+    """Register a layer factory; ``make(**example)`` on a batch of ``input_shape`` examples is what
+    ``check_plugin('layer', name)`` verifies."""
     require_callable(name, make=make)
-    return LAYERS.register(name, LayerPlugin(make, dict(example), smooth), replace=replace)
+    return LAYERS.register(name, LayerPlugin(make, dict(example), smooth, tuple(input_shape)), replace=replace)
 
 
 def layer(name: str, **options) -> Layer:

@@ -86,8 +86,9 @@ def _has_weight(p) -> bool:
     return isinstance(p, dict) and "w" in p and jnp.ndim(p["w"]) == 2
 
 
-def attach(rule: Rule, layers, init: Callable, d_out: int) -> tuple[Callable, Callable]:
-    """A network's (init, backward) under ``rule``, from its layers and its backprop init."""
+def attach(rule: Rule, layers, init: Callable, d_out: int, input_shapes=None) -> tuple[Callable, Callable]:
+    """A network's (init, backward) under ``rule``, from its layers, its backprop init and each layer's
+    per-example input shape."""
     layers = tuple(layers)
 
     def init_with_feedback(key):

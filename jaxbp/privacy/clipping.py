@@ -87,7 +87,7 @@ def _walk_back(model: Model, params, x, y, mask):
     """
     if not model.layers:
         raise ConfigError("private training needs a model built by jaxbp.network or jaxbp.mlp (it walks their layers)")
-    check_batch(x, y, model.d_in)
+    check_batch(x, y, model.input_shape)
     loss = get_loss(model.loss_name)
     caches, z = [], x
     for layer, p in zip(model.layers, params):
