@@ -8,11 +8,13 @@ import pathlib
 import numpy as np
 import pytest
 
+import jaxbp
 from jaxbp import cli
 from jaxbp.bench import accelerator as bench_accelerator
 from jaxbp.bench import contenders as bench_contenders
 from jaxbp.bench import report as bench_report
 from jaxbp.bench import suite as bench_suite
+from jaxbp.bench.timing import BenchModel, useful_flops
 
 torch = pytest.importorskip("torch")
 SMALL = [3, 5, 4]
@@ -120,3 +122,14 @@ def test_pytorch_gpu_contenders_make_jaxbps_update_and_run_in_the_step_table(mon
     results["targets"] = bench_accelerator.targets(results)
     text = bench_report.markdown(results)
     assert "| small | float32 | 16 |" in text and "TF32" in text
+
+
+def test_a_model_that_is_not_an_mlp_joins_the_suite_as_a_bench_model(monkeypatch):
+    """How a convnet (``lenet``) joins: jaxbp and jax.grad are timed on it, PyTorch's MLP steps are not."""
+    net = BenchModel(lambda: jaxbp.network(3, [jaxbp.dense(5, "relu"), jaxbp.dense(4)], "softmax_cross_entropy"), (3,), 4,
+                     lambda n: useful_flops(SMALL, n))
+    monkeypatch.setitem(bench_suite.ACCELERATOR_CONFIGS, "net", net)
+    rows, _ = bench_suite.step_rows(["net"], [16], ["float32"], rounds=1, block_s=0.001, matmul_size=32, torch=True,
+                                    numpy=True, notes=[], torch_device=torch.device("cpu"))
+    assert set(rows[0]["times"]) == {"jaxbp", "jax.grad"} and rows[0]["useful_flops"] == useful_flops(SMALL, 16)
+    json.dumps(rows, default=float)  # the results file can hold it

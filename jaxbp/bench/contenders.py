@@ -19,7 +19,7 @@ import optax
 
 from ..networks import mlp
 from ..training.steps import make_train_step
-from .timing import THREADS, set_blas_threads
+from .timing import THREADS, BenchModel, set_blas_threads
 
 LEARNING_RATE = 1e-3
 
@@ -33,13 +33,14 @@ class Contender(NamedTuple):
 def batch(sizes, n: int, seed: int = 0):
     """A fixed batch: x ~ N(0, 1) of shape (n, d_in) float32, integer labels y of shape (n,)."""
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((n, sizes[0]), dtype=np.float32)
-    y = rng.integers(0, sizes[-1], size=n).astype(np.int32)
+    shape, classes = (tuple(sizes.input_shape), sizes.classes) if isinstance(sizes, BenchModel) else ((sizes[0],), sizes[-1])
+    x = rng.standard_normal((n, *shape), dtype=np.float32)
+    y = rng.integers(0, classes, size=n).astype(np.int32)
     return x, y
 
 
 def start_params(sizes, dtype=jnp.float32, seed: int = 0):
-    model = mlp(list(sizes))
+    model = sizes.build() if isinstance(sizes, BenchModel) else mlp(list(sizes))
     params = jax.tree.map(lambda a: a.astype(dtype), model.init(jax.random.key(seed)))
     return model, params
 
@@ -185,6 +186,8 @@ def all_contenders(sizes, n: int, *, dtype=jnp.float32, torch: bool = True, nump
     targets are judged against the faster of the two.
     """
     contenders = jax_contenders(sizes, n, dtype=dtype)
+    if isinstance(sizes, BenchModel):  # the PyTorch and numpy steps are MLPs
+        return contenders
     if torch and torch_available():
         contenders["torch"] = torch_contender(sizes, n)
         if one_thread:

@@ -22,7 +22,7 @@ from . import report as bench_report
 from . import special as bench_special
 from . import targets as bench_targets
 from ..errors import ConfigError
-from .timing import (ACCELERATOR_CONFIGS, CONFIGS, environment, interleave, limit_threads, matmul_runner, median,
+from .timing import (ACCELERATOR_CONFIGS, CONFIGS, BenchModel, environment, interleave, limit_threads, matmul_runner, median,
                            paired_ratio, paired_spread, spread, useful_flops)
 
 PARTS = ("steps", "fused", "replicas", "compile", "per-example", "private")
@@ -74,7 +74,7 @@ def step_rows(configs, batches, dtypes, *, rounds, block_s, matmul_size, torch, 
                 cpu = dtype == "float32" and (torch or numpy)
                 contenders = bench_contenders.all_contenders(sizes, n, dtype=jnp.dtype(dtype), torch=cpu and torch,
                                                              numpy=cpu and numpy)
-                if torch_device is not None:
+                if torch_device is not None and not isinstance(sizes, BenchModel):
                     contenders |= bench_accelerator.torch_contenders(sizes, n, dtype, torch_device, notes)
                 runners = {name: c.run for name, c in contenders.items()} | {"matmul": dot}
                 prepares = {name: c.prepare for name, c in contenders.items() if c.prepare}
@@ -90,7 +90,8 @@ def step_rows(configs, batches, dtypes, *, rounds, block_s, matmul_size, torch, 
                 ratios = {"jaxbp/jax.grad": paired_ratio(t["jaxbp"], t["jax.grad"])}
                 ratios |= {f"{k}/jaxbp": paired_ratio(t[k], t["jaxbp"]) for k in t if k not in ("jaxbp", "jax.grad", "matmul")}
                 rows.append({
-                    "config": config, "sizes": sizes, "n": n, "dtype": dtype, "useful_flops": flops,
+                    "config": config, "n": n, "sizes": f"{sizes.input_shape} -> {sizes.classes}"
+                    if isinstance(sizes, BenchModel) else sizes, "dtype": dtype, "useful_flops": flops,
                     "times": {k: median(v) for k, v in t.items() if k != "matmul"},
                     "spread": {k: round(spread(v), 3) for k, v in t.items()},
                     "ratios": ratios,

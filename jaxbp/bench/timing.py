@@ -13,7 +13,7 @@ import platform
 import statistics
 import sys
 import time
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -26,19 +26,34 @@ CONFIGS = {
     "mnist": [784, 512, 512, 10],
     "deep": [784] + [256] * 10 + [10],
 }
+
+
+class BenchModel(NamedTuple):
+    """A bench config that is not an MLP (an MLP config is its list of widths): jaxbp and jax.grad time it,
+    PyTorch and numpy (MLPs only) do not. A convnet joins the accelerator suite as, e.g.,
+    ``ACCELERATOR_CONFIGS["lenet"] = BenchModel(lambda: jaxbp.network((28, 28, 1), [...]), (28, 28, 1), 10, flops)``."""
+
+    build: Callable  # () -> jaxbp Model
+    input_shape: tuple  # one example's shape
+    classes: int
+    flops: Callable[[int], int]  # the useful FLOPs of one training step on n examples
+
+
 ACCELERATOR_CONFIGS = {
     "toy": [2, 64, 64, 2],
     "wide": [1024, 4096, 4096, 1024],
     "deep-wide": [1024] + [2048] * 8 + [1024],
-}
+}  # "lenet" joins here as a BenchModel where the convnet is defined
 
 # A runner takes ``k`` and runs k steps from a fixed start, returning when the work is done.
 # ``prepare()`` (optional, untimed) resets its state before each block.
 Runner = Callable[[int], None]
 
 
-def useful_flops(sizes: Sequence[int], n: int) -> int:
+def useful_flops(sizes: Sequence[int] | BenchModel, n: int) -> int:
     """Matmul FLOPs of one training step: forward, weight gradient, input gradient (none for layer 1)."""
+    if isinstance(sizes, BenchModel):
+        return sizes.flops(n)
     total = 0
     for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         total += 2 * n * d_in * d_out * (3 if i > 0 else 2)
