@@ -153,7 +153,8 @@ def run(args) -> int:
     if ghost is not None:
         ratios["opacus-ghost/jaxbp-dp"] = paired_ratio(t["opacus-ghost"], t["jaxbp-dp"])
     mem = memory([(sizes, n)])[0]
-    no_ynn = special.memory_without_ynnpack([f"{'-'.join(map(str, sizes))}:{n}"], module="jaxbp.bench.privacy")
+    no_ynn = "not applicable off the CPU" if env["backend"] != "cpu" else special.memory_without_ynnpack(
+        [f"{'-'.join(map(str, sizes))}:{n}"], module="jaxbp.bench.privacy")  # YNNPACK is XLA:CPU's
     no_ynn = no_ynn if isinstance(no_ynn, str) else no_ynn[0]
     results = {"suite": "privacy", "quick": args.quick, "environment": env, "threads": threads, "sizes": sizes,
                "n": n, "rounds": rounds, "block_s": block_s, "dp": {"clip_norm": CLIP, "noise_multiplier": SIGMA},
