@@ -19,6 +19,8 @@ from ..errors import CheckpointError, ConfigError, ShapeError
 from ..networks import Model, mlp
 from ..plugins.user import load_plugins
 from ..training.checkpoint import load_trees
+from ..training.finish import check_params
+from ..training.guard import all_finite
 from ..training.config import load_config
 from ..training.record import read_record, standardizer
 from ..training.runlog import CONFIG, PARAMS
@@ -94,7 +96,7 @@ def load_run(path, replica: int | None = None, *, plugins=()) -> LoadedRun:
         raise CheckpointError(f"cannot load run {path}: {what}. Point at a folder made by `jaxbp train --out DIR`")
     config = load_config(os.path.join(path, CONFIG))
     record = read_record(path)
-    load_plugins([*record["plugins"], *plugins])
+    load_plugins(plugins or record["plugins"])  # given plugins replace the recorded ones (a file that moved)
     spec = dict(record["model"])
     model = mlp(spec.pop("sizes"), spec.pop("activation"), spec.pop("loss"), **spec)
     replicas = int(record["replicas"])
@@ -104,10 +106,16 @@ def load_run(path, replica: int | None = None, *, plugins=()) -> LoadedRun:
         template = jax.tree.map(lambda t: jax.ShapeDtypeStruct((replicas, *t.shape), t.dtype), template)
     params_path = os.path.join(path, PARAMS)
     if not os.path.isfile(params_path):
-        raise CheckpointError(f"run {path} has no {PARAMS}: its training did not finish. Finish it with "
-                              f"jaxbp train --resume {path}")
+        raise CheckpointError(f"run {path} has no {PARAMS} (its training did not finish, or stopped while saving): "
+                              f"jaxbp train --resume {path} finishes it, or rebuilds the final files of a finished run")
     template = _stored_float_dtype(params_path, template)
-    params = load_trees(params_path, {"params": template})[0]["params"]
+    trees, meta = load_trees(params_path, {"params": template})
+    check_params(meta, record, meta.get("sha256", {}), params_path, CheckpointError)
+    params = trees["params"]
+    if not bool(all_finite(params)):
+        raise CheckpointError(f"{params_path} holds NaN/Inf params (the run diverged), so every prediction would "
+                              f"be NaN; retrain with a lower optimizer.learning_rate, or keep the last finite "
+                              f"state (train.final_params = \"last_finite\")")
     params = jax.tree.map(lambda leaf: jnp.asarray(leaf[replica] if replicas > 1 else leaf), params)
     return LoadedRun(path, config, model, params, record, replica)
 

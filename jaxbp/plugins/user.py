@@ -42,10 +42,9 @@ def _import_file(path: str):
     sys.modules[name] = module
     try:
         spec.loader.exec_module(module)
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # sys.exit() in a plugin must not end jaxbp silently
         del sys.modules[name]
-        raise ConfigError(f"plugin file {path} failed on import: {type(error).__name__}: {error}; fix the file") \
-            from error
+        raise ConfigError(f"plugin file {path} failed on import: {_failure(error)}; fix the file") from None
     return module
 
 
@@ -56,6 +55,12 @@ def _import_module(name: str):
         if error.name and name.startswith(error.name):
             raise ConfigError(f"plugin module {name!r} not found; give an importable module name or a path ending "
                               f"in .py") from None
-        raise ConfigError(f"plugin module {name!r} failed on import: {error}") from error
-    except Exception as error:
-        raise ConfigError(f"plugin module {name!r} failed on import: {type(error).__name__}: {error}") from error
+        raise ConfigError(f"plugin module {name!r} failed on import: {error}") from None
+    except (Exception, SystemExit) as error:
+        raise ConfigError(f"plugin module {name!r} failed on import: {_failure(error)}") from None
+
+
+def _failure(error: BaseException) -> str:
+    if isinstance(error, SystemExit):
+        return f"it called sys.exit({error.code!r}) (a plugin registers what it adds; it must not end the program)"
+    return f"{type(error).__name__}: {error}"

@@ -41,6 +41,7 @@ SCHEMA = {
         "epochs": (60, "int"), "batch_size": (32, "int"), "seed": (0, "int"), "replicas": (1, "int"),
         "per_example": (False, "bool"), "checkpoint_every": (10, "int"), "plots": (True, "bool"),
         "on_nonfinite": ("stop", "str"),  # a NaN/Inf loss or params: stop (keeping the last finite checkpoint) or continue
+        "final_params": ("last_finite", "str"),  # what params.npz holds after on_nonfinite = "continue": or "last"
         "devices": (1, "int"), "replica_devices": (0, "int"), "precision": ("float32", "str"),
     },
     "privacy": {  # DP-SGD (jaxbp.privacy); noise_multiplier or target_epsilon, the other is filled in
@@ -193,6 +194,7 @@ def _check_values(config: dict) -> None:
     if any(h < 1 for h in config["model"]["hidden"]):
         raise ConfigError(f"model.hidden must list positive layer widths; got {config['model']['hidden']}")
     _check_choice("train.on_nonfinite", train["on_nonfinite"], ("stop", "continue"))
+    _check_choice("train.final_params", train["final_params"], ("last_finite", "last"))
     rates = learning_rates(opt)
     if not rates:
         raise ConfigError(f"optimizer.learning_rate must be a number > 0 or a non-empty list of them; got {rates}")

@@ -8,6 +8,7 @@ rebuilt from its config.toml (the data step is deterministic), or a CheckpointEr
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 
@@ -18,7 +19,7 @@ from .build import build
 from .config import learning_rates, load_config
 from .runlog import RECORD
 
-FORMAT, VERSION = "jaxbp-run", 1
+FORMAT, VERSION = "jaxbp-run", 2  # 2: a sha256 of its own content, the run identity, the params digest
 
 
 def replica_labels(config: dict, replicas: int) -> list[str]:
@@ -41,7 +42,15 @@ def make_record(config: dict, data, model, replicas: int, plugins=()) -> dict:
             "plugins": list(plugins), "replicas": replicas, "replica_labels": replica_labels(config, replicas)}
 
 
+def digest(record: dict) -> str:
+    """sha256 of the record's content (all but its own ``sha256``), as canonical strict JSON."""
+    content = {key: value for key, value in record.items() if key != "sha256"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True, allow_nan=False).encode()).hexdigest()
+
+
 def write_record(run_dir: str, record: dict) -> None:
+    record = {**record, "version": VERSION}
+    record["sha256"] = digest(record)
     lines = ",\n".join(f" {json.dumps(key)}: {json.dumps(value, allow_nan=False)}"  # strict JSON, a key a line
                        for key, value in record.items())
     write_atomic(os.path.join(run_dir, RECORD), ("{\n" + lines + "\n}\n").encode())
@@ -91,4 +100,8 @@ def _read(path: str) -> dict:
     if record.get("format") != FORMAT or missing:
         raise CheckpointError(f"{path} is not a {FORMAT} record (missing: {', '.join(missing) or 'format'}); "
                               f"retrain the run, or restore the file from a backup")
+    if record.get("version", 1) != 1 and record.get("sha256") != digest(record):  # version 1 predates the digest
+        raise CheckpointError(f"{path} does not match its sha256 (it was edited or damaged, e.g. a digit of "
+                              f"standardize); restore it from a backup, or rebuild the run's final files with "
+                              f"jaxbp train --resume {os.path.dirname(path) or '.'}")
     return record

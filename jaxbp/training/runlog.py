@@ -62,9 +62,10 @@ def check_run_dir(path) -> str:
     return path
 
 
-def read_metrics(path: str, upto_epoch: int, notes: list | None = None) -> list[dict]:
+def read_metrics(path: str, upto_epoch: int, notes: list | None = None, tolerant: bool = False) -> list[dict]:
     """The rows of metrics.jsonl up to ``upto_epoch`` (rows after a checkpoint are dropped on resume; so is a
-    last line torn by a kill, once the rows up to the checkpoint are complete, with a note)."""
+    last line torn by a kill, once the rows up to the checkpoint are complete, with a note). ``tolerant`` (to
+    rebuild a finished run's files): a damaged line anywhere is skipped, with a note."""
     rows = []
     if os.path.isfile(path):
         with open(path, encoding="utf-8", errors="replace") as file:
@@ -75,14 +76,20 @@ def read_metrics(path: str, upto_epoch: int, notes: list | None = None) -> list[
                 epoch = int(row["epoch"])
             except (ValueError, KeyError, TypeError, AttributeError):
                 complete = len(rows) == upto_epoch or (rows and rows[-1]["epoch"] >= upto_epoch)
+                if tolerant:
+                    (notes if notes is not None else []).append(f"skipped the damaged line {number} of {path}")
+                    continue
                 if number == len(lines) and complete:
                     (notes if notes is not None else []).append(
                         f"dropped the torn last line of {path} (line {number}, past the checkpoint's epoch {upto_epoch})")
                     break
                 raise CheckpointError(f"{path} line {number} is not a metrics row; delete the broken line(s) and "
                                       f"resume again") from None
-            if epoch <= upto_epoch:
+            if epoch <= upto_epoch and not (tolerant and rows and epoch <= rows[-1]["epoch"]):
                 rows.append(row)
+    if tolerant and not rows:
+        raise CheckpointError(f"{path} holds no readable metrics row, so the run's summary cannot be rebuilt; "
+                              f"restore it from a backup, or retrain the run")
     return rows
 
 

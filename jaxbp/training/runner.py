@@ -20,20 +20,20 @@ import jax
 from . import guard as _guard
 from . import lock as _lock
 from . import runlog as _runlog
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..plugins.user import load_plugins
 from ..privacy import training as _privacy
 from ..scale import cluster as _cluster
 from ..scale.precision import x64_for
 from .build import Run, build
 from ..boundary.files import write_atomic
-from .checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint, save_trees
+from . import finish as _finish
+from .checkpoint import Checkpoint, load_checkpoint, read_meta, save_checkpoint
 from .config import load_config, parse_override, to_toml
-from .plots import save_plots
-from .record import make_record, recorded_plugins, replica_labels, write_record
+from .record import make_record, recorded_plugins, write_record
 
 RESUMABLE = ("train.epochs", "train.checkpoint_every", "train.plots", "train.on_nonfinite",  # --set on --resume
-             "train.devices", "train.replica_devices")
+             "train.devices", "train.replica_devices", "train.final_params")
 
 
 class TrainResult(NamedTuple):
@@ -62,13 +62,21 @@ def train(config=None, out_dir=None, *, overrides=(), overwrite: bool = False, p
 
 def resume(run_dir, *, overrides=(), progress: bool = True, plugins=()) -> TrainResult:
     """Continue the run in ``run_dir`` from its checkpoint up to ``train.epochs`` (set via ``overrides``); the
-    plugins recorded in its model.json are imported again, then ``plugins``."""
+    plugins recorded in its model.json (or checkpoint) are imported again, or ``plugins`` instead when given
+    (a plugin file that moved: pass its new path)."""
     run_dir = _runlog.check_run_dir(run_dir)
-    plugins = load_plugins([*recorded_plugins(run_dir), *plugins])
+    plugins = load_plugins(plugins or _recorded_plugins(run_dir))
     if not _cluster.is_writer():  # process 0 holds the lock for all
         return _resume(run_dir, overrides, progress, plugins, [])
     with _lock.holding(run_dir) as lock:  # no second run, nor resume, into the folder
         return _resume(run_dir, overrides, progress, plugins, lock.notes)
+
+
+def _recorded_plugins(run_dir: str) -> list[str]:
+    try:
+        return recorded_plugins(run_dir)
+    except CheckpointError:  # a damaged model.json: the checkpoint knows them too (and resume rebuilds the record)
+        return read_meta(os.path.join(run_dir, _runlog.CHECKPOINT)).get("plugins", [])
 
 
 def _resume(run_dir, overrides, progress: bool, plugins, notes: list[str]) -> TrainResult:
@@ -83,33 +91,65 @@ def _resume(run_dir, overrides, progress: bool, plugins, notes: list[str]) -> Tr
         key = jax.random.key(run.config["train"]["seed"])
         params, opt_state = jax.eval_shape(run.init, key)
         path = os.path.join(run_dir, _runlog.CHECKPOINT)
-        _guard.check_same_config(read_meta(path), run.config, RESUMABLE, run_dir)  # before the leaves are matched
+        meta = read_meta(path)
+        _guard.check_same_config(meta, run.config, RESUMABLE, run_dir)  # before the leaves are matched
         state = load_checkpoint(path, params, opt_state, key)
         _guard.require_finite(state, path)
         epochs = run.config["train"]["epochs"]
+        run_id = meta.get("run_id") or _finish.run_id(_guard.fingerprint(run.config, RESUMABLE))
         if state.epoch >= epochs:
-            raise ConfigError(f"{run_dir} has already trained {state.epoch} epochs; resume to more, e.g. "
-                              f"--set train.epochs={state.epoch * 2}")
+            missing = _finish.incomplete(run_dir, {**meta, "run_id": run_id}, run.config["train"]["plots"])
+            if not missing:
+                raise ConfigError(f"{run_dir} has already trained {state.epoch} epochs and its final files are "
+                                  f"complete; resume to more, e.g. --set train.epochs={state.epoch * 2}")
+            return _rebuild(run, state, run_dir, missing, progress, plugins, notes, run_id)
         rows = _runlog.read_metrics(os.path.join(run_dir, _runlog.METRICS), state.epoch, notes)
-        return _fit(run, state, run_dir, rows, progress, plugins, notes)
+        return _fit(run, state, run_dir, rows, progress, plugins, notes, run_id=run_id)
 
 
-def _fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool, plugins=(), notes=()) -> TrainResult:
+def _rebuild(run: Run, state: Checkpoint, run_dir: str, missing: list[str], progress: bool, plugins, notes,
+             run_id: str) -> TrainResult:
+    """A finished run whose final files are missing or damaged: made again from its checkpoint and metrics.jsonl
+    (unreadable lines skipped), with no epoch trained."""
+    rows = _runlog.read_metrics(os.path.join(run_dir, _runlog.METRICS), state.epoch, notes, tolerant=True)
+    say = print if progress else (lambda text: None)
+    for note in notes:
+        say(note)
+    host = _cluster.host_state(state) if run.mesh is not None else state
+    summary = _summary(run, rows, host, state.epoch, rows[-1]["time_s"] if rows else 0.0,
+                       rows[0]["time_s"] if rows else 0.0)
+    summary.update(epochs=state.epoch, steps=state.step, rebuilt=f"from the checkpoint (epoch {state.epoch}) and "
+                   f"{_runlog.METRICS} after {', '.join(missing)} went missing or damaged; no epoch was trained")
+    params = _params(run, host)
+    meta = {**_guard.config_meta(run.config, RESUMABLE), "run_id": run_id, "plugins": list(plugins)}
+    if _cluster.is_writer():
+        _finish.write_final(run_dir, run, rows, params, {"epoch": state.epoch, "which": "the last epoch (rebuilt)",
+                            "finite": True}, summary, meta, plugins, say)
+        say(f"{run_dir} had trained all {state.epoch} epochs; rebuilt {', '.join(missing)} from its checkpoint "
+            f"and {_runlog.METRICS} without training")
+    return TrainResult(params, host.opt_state, summary, run.config, run_dir)
+
+
+def _fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool, plugins=(), notes=(),
+         run_id: str | None = None) -> TrainResult:
     writer = _cluster.is_writer()  # of several processes, only process 0 writes the run folder and prints
+    meta = _guard.config_meta(run.config, RESUMABLE)  # in every checkpoint and final file: config and run identity
+    meta.update(run_id=run_id or _finish.run_id(meta["config_sha256"]), plugins=list(plugins))
     if run_dir is not None and writer:
         write_atomic(os.path.join(run_dir, _runlog.CONFIG), to_toml(run.config).encode())
-        write_record(run_dir, make_record(run.config, run.data, run.model, run.replicas, plugins))
+        write_record(run_dir, {**make_record(run.config, run.data, run.model, run.replicas, plugins),
+                               "run_id": meta["run_id"], "config_sha256": meta["config_sha256"]})
     log = _runlog.RunLog(run_dir if writer else None, run.config["train"]["epochs"], progress and writer, rows)
     try:
         for note in notes:
             log.message(note)
         with _guard.interrupts(jax.process_count() > 1) as pending:  # SIGTERM saves the finished epochs, like Ctrl-C
-            return _loop(run, state, run_dir, log, pending)
+            return _loop(run, state, run_dir, log, pending, meta, plugins)
     finally:
         log.close()
 
 
-def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending) -> TrainResult:
+def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending, meta: dict, plugins) -> TrainResult:
     config, data, train_cfg = run.config, run.data, run.config["train"]
     epochs, every, first, rows = train_cfg["epochs"], train_cfg["checkpoint_every"], state.epoch, log.rows
     checkpoint = None if run_dir is None else os.path.join(run_dir, _runlog.CHECKPOINT)
@@ -123,7 +163,6 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending) ->
     arrays = (data.x_train, data.y_train, data.x_test, data.y_test)
     offset = rows[-1]["time_s"] if rows else 0.0
     start, first_epoch_s = time.perf_counter(), 0.0
-    meta = _guard.config_meta(config, RESUMABLE)  # every checkpoint carries the config it was trained under
     finite, saved = state, first  # the last state with finite params (the only kind a checkpoint holds); saved epoch
     try:
         for index in range(first, epochs):
@@ -148,32 +187,38 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending) ->
             log.message(f"interrupted after epoch {state.epoch} (the checkpoint holds epoch {saved}); continue with: "
                         f"jaxbp train --resume {run_dir} --set train.epochs={epochs}")
         raise
-    wall = time.perf_counter() - start
+    if run.mesh is not None:  # sharded over devices (and processes): gathered to the host once, at the end
+        state, finite = (host := _cluster.host_state(state)), (host if finite is state else finite)
+    summary = _summary(run, log.rows, state, first, time.perf_counter() - start, first_epoch_s)
+    saved = _save(log, checkpoint, meta, state, finite, saved) if run_dir is not None else saved  # every process
+    chosen, which = _finish.which_params(state, finite, train_cfg["final_params"])
+    params = _params(run, chosen)
+    if run_dir is not None and _cluster.is_writer():  # summary.json, the "done", is written last
+        _finish.write_final(run_dir, run, log.rows, params, which, summary, meta, plugins, log.message)
+    return TrainResult(params, state.opt_state, {**summary, "params": which}, config, run_dir)
+
+
+def _params(run: Run, state: Checkpoint):
+    return state.params if run.replicas > 1 else jax.tree.map(lambda leaf: leaf[0], state.params)
+
+
+def _summary(run: Run, rows: list[dict], state: Checkpoint, first: int, wall: float, first_epoch_s: float) -> dict:
+    data, train_cfg, epochs = run.data, run.config["train"], run.config["train"]["epochs"]
     per_epoch = run.steps_per_epoch * (train_cfg["batch_size"] or data.x_train.shape[0]) * run.replicas
     timed = (epochs - first - 1, wall - first_epoch_s) if epochs - first > 1 else (1, wall)  # after compiling
-    summary = _runlog.summarize(log.rows, run.replicas, {
+    summary = _runlog.summarize(rows, run.replicas, {
         "dataset": data.name, "n_train": data.x_train.shape[0], "n_test": data.x_test.shape[0],
         "dropped_per_epoch": data.x_train.shape[0] % (train_cfg["batch_size"] or data.x_train.shape[0]),
         "dtype": str(data.x_train.dtype), "resumed_from_epoch": first, "wall_time_s": round(wall, 3),
-        "first_epoch_s": round(first_epoch_s, 3), "examples_per_second": round(per_epoch * timed[0] / timed[1], 1),
-        **where})
-    if run.mesh is not None:  # sharded over devices (and processes): gathered to the host once, at the end
-        state, finite = (host := _cluster.host_state(state)), (host if finite is state else finite)
+        "first_epoch_s": round(first_epoch_s, 3),
+        "examples_per_second": round(per_epoch * timed[0] / max(timed[1], 1e-9), 1),
+        **_cluster.describe(run.mesh, train_cfg["precision"])})
     if run.privacy:
-        summary["privacy"] = _privacy.summary(run.privacy, log.rows)
+        summary["privacy"] = _privacy.summary(run.privacy, rows)
         summary["dropped_per_epoch"] = 0 if run.privacy["sampling"] == "poisson" else summary["dropped_per_epoch"]
     if run.replicas > 1:
-        summary["per_replica"] = _per_replica(log.rows[-1], state.opt_state, train_cfg["replicas"] > 1)
-    params = state.params if run.replicas > 1 else jax.tree.map(lambda leaf: leaf[0], state.params)
-    saved = _save(log, checkpoint, meta, state, finite, saved) if run_dir is not None else saved  # every process
-    if run_dir is not None and _cluster.is_writer():
-        save_trees(os.path.join(run_dir, _runlog.PARAMS), {"params": params}, {"replicas": run.replicas})
-        if train_cfg["plots"] and state is finite:
-            first_params = jax.tree.map(lambda leaf: leaf[0], state.params)
-            save_plots(run_dir, log.rows, run.model, first_params, data, log.message,
-                       replica_labels(config, run.replicas))
-        _runlog.write_json(os.path.join(run_dir, _runlog.SUMMARY), summary)
-    return TrainResult(params, state.opt_state, summary, config, run_dir)
+        summary["per_replica"] = _per_replica(rows[-1], state.opt_state, train_cfg["replicas"] > 1)
+    return summary
 
 
 def _save(log, path: str, meta: dict, state: Checkpoint, finite: Checkpoint, saved: int) -> int:
