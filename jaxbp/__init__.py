@@ -23,11 +23,14 @@ from .networks import Model as Model
 from .networks import mlp as mlp
 from .networks import network as network
 from .plugins import Activation as Activation
+from .plugins import Context as Context
 from .plugins import Layer as Layer
 from .plugins import Loss as Loss
 from .plugins import Rule as Rule
 from .plugins import avg_pool2d as avg_pool2d
+from .plugins import batch_norm as batch_norm
 from .plugins import dense as dense
+from .plugins import dropout as dropout
 from .plugins import flatten as flatten
 from .plugins import get_activation as get_activation
 from .plugins import get_loss as get_loss
@@ -41,6 +44,7 @@ from .plugins import register_activation as register_activation
 from .plugins import register_layer as register_layer
 from .plugins import register_loss as register_loss
 from .plugins import register_rule as register_rule
+from .plugins import Stateful as Stateful
 from .plugins import trainable as trainable
 from .privacy import DPConfig as DPConfig
 from .privacy import private_optimizer as private_optimizer

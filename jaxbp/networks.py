@@ -17,7 +17,8 @@ from .boundary.validate import as_shape, check_batch, check_inputs, check_params
 from .errors import ConfigError, ShapeError
 from .plugins.layers import Layer, dense
 from .plugins.losses import get_loss
-from .plugins.rules import attach, get_rule, layer_params
+from .plugins.modes import Stateful, initial_key, layer_context, step_keys
+from .plugins.rules import attach, get_rule, layer_params, without_state
 
 Params = Any  # a list with one pytree per layer
 
@@ -39,6 +40,12 @@ class Model(NamedTuple):
     rule: str = "backprop"  # the backward rule (jaxbp.plugins.rules): what each layer sends back
     layers: tuple = ()  # the Layer plugins, in order (private training walks their caches)
     input_shape: tuple = ()  # one example's shape, e.g. (784,) or (28, 28, 1); batches are (n, *input_shape)
+    # Train mode (the steps use these): the loss with this step's key and batch statistics, and
+    # (value, grads of the trainable params, params with the new state and key). The fields above run in
+    # eval mode. Without modal layers: model.loss, and value_and_grad with the params passed through.
+    train_loss: Callable[[Params, jax.Array, jax.Array], jax.Array] | None = None
+    train_value_and_grad: Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params, Params]] | None = None
+    modal: bool = False  # some layer takes a key, state or the mode (params are then a jaxbp.plugins.Stateful)
 
 
 def layer_name(layer: Layer) -> str:
@@ -90,6 +97,7 @@ def network(input_shape: int | tuple, layers: Sequence[Layer], loss: str, rule: 
                          f"but the loss takes flat vectors: end with jaxbp.flatten() and jaxbp.dense(k)")
     d_out = shapes[-1][0]
     takes = [_takes(layer, i, shape) for i, (layer, shape) in enumerate(zip(layers, shapes))]
+    modal = any(layer.modal for layer in layers)
 
     def init(key):
         params = []
@@ -97,14 +105,20 @@ def network(input_shape: int | tuple, layers: Sequence[Layer], loss: str, rule: 
             params.append(layer.init(layer_key, t)[1])
         return params
 
-    def forward(params, x):
-        params = layer_params(params)  # a rule's feedback matrices ride beside the layers' params
+    def forward(params, x, key=None):
+        """Outputs, caches and the layers' new state; ``key``: this step's key (train mode), None: eval mode."""
+        state = params.state if modal else [None] * len(layers)
+        params = layer_params(params)  # a rule's feedback matrices (and the layers' state) ride beside them
         check_params(params, layer_params(expected), input_shape)  # shapes only: free at trace time
-        caches = []
-        for layer, p in zip(layers, params):
-            x, cache = layer.forward(p, x)
+        caches, new_state = [], []
+        for i, (layer, p) in enumerate(zip(layers, params)):
+            if layer.modal:
+                x, cache, s = layer.forward(p, x, layer_context(key is not None, key, i, state[i]))
+            else:
+                (x, cache), s = layer.forward(p, x), None
             caches.append(cache)
-        return x, caches
+            new_state.append(s)
+        return x, caches, new_state
 
     def backward(params, caches, dz):
         grads = []
@@ -115,6 +129,8 @@ def network(input_shape: int | tuple, layers: Sequence[Layer], loss: str, rule: 
 
     if rule != "backprop":  # the same forward; another signal sent back (value_and_grad calls this backward)
         init, backward = attach(rule_plugin, layers, init, d_out, shapes[:-1])
+    if modal:  # the layers' state and the key ride beside the params
+        init = _with_state(init, layers, takes)
     # The params' shapes, traced once here, abstractly: inside a step's trace the key would be staged as an op.
     expected = jax.eval_shape(init, jax.random.key(0))
 
@@ -134,23 +150,40 @@ def network(input_shape: int | tuple, layers: Sequence[Layer], loss: str, rule: 
     def predict(params, x):
         return loss.link(apply(params, x))
 
-    def mean_loss(params, x, y):
+    def loss_at(params, x, y, key):
         check_batch(x, y, input_shape)
-        z = forward(params, x)[0]
+        z = forward(params, x, key)[0]
         return _mean(jax.vmap(loss.value)(z, targets(y).astype(z.dtype)))
 
-    def value_and_grad(params, x, y):
+    def mean_loss(params, x, y):
+        return loss_at(params, x, y, None)
+
+    def value_grad_state(params, x, y, key=None):
         check_batch(x, y, input_shape)
         t = encode_first(y)
-        z, caches = forward(params, x)
+        z, caches, new_state = forward(params, x, key)
         t = t.astype(z.dtype)
         value = _mean(jax.vmap(loss.value)(z, t))
         dz = jax.vmap(loss.backward)(z, t) / x.shape[0]  # dJ/dZ = (A - Y) / n
-        return value, backward(params, caches, dz)
+        return value, backward(without_state(params), caches, dz), new_state
+
+    def value_and_grad(params, x, y):
+        return value_grad_state(params, x, y)[:2]
+
+    def train_loss(params, x, y):
+        return loss_at(params, x, y, step_keys(params.key)[1]) if modal else mean_loss(params, x, y)
+
+    def train_value_and_grad(params, x, y):
+        if not modal:  # the eval-mode program, the params passed through unchanged
+            return (*value_and_grad(params, x, y), params)
+        carried, key = step_keys(params.key)  # the key carried on, this step's key
+        value, grads, new_state = value_grad_state(params, x, y, key)
+        state = [old if new is None else new for old, new in zip(params.state, new_state)]
+        return value, grads, params._replace(state=state, key=carried)
 
     def single_example(params, x, t):
-        z, caches = forward(params, x)
-        return loss.value(z, t), backward(params, caches, loss.backward(z, t))  # dw = (a - y) x^T, layer by layer
+        z, caches, _ = forward(params, x)
+        return loss.value(z, t), backward(without_state(params), caches, loss.backward(z, t))  # dw = (a - y) x^T
 
     def per_example_value_and_grad(params, x, y):
         check_batch(x, y, input_shape)
@@ -161,7 +194,17 @@ def network(input_shape: int | tuple, layers: Sequence[Layer], loss: str, rule: 
         return per_example_value_and_grad(params, x, y)[1]
 
     return Model(init, apply, predict, mean_loss, value_and_grad, per_example_grads, per_example_value_and_grad,
-                 targets, d_in, d_out, loss_name, rule, layers, input_shape)
+                 targets, d_in, d_out, loss_name, rule, layers, input_shape, train_loss, train_value_and_grad, modal)
+
+
+def _with_state(init: Callable, layers, inputs) -> Callable:
+    """``init`` wrapped into ``Stateful(params, each layer's initial state, the carried key)``."""
+
+    def init_with_state(key):
+        state = [layer.init_state(d) if layer.init_state is not None else None for layer, d in zip(layers, inputs)]
+        return Stateful(init(key), state, initial_key(key))
+
+    return init_with_state
 
 
 def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: str = "softmax_cross_entropy",

@@ -8,24 +8,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..errors import JaxbpError
 from ..networks import Model, mlp
 from ..plugins.activations import ACTIVATIONS
 from ..plugins.losses import LOSSES
 from .compare import compare, relative_error
+from .modes import check_modal_model, modal_suite
 from .plugins import check_plugin, plugin_names
 from .report import CheckReport, CheckRow, merge
-from .transforms import guarded, to_float64
-
-
-def example_labels(model: Model, key, n: int):
-    """Int class labels when the model's loss takes them, float (n, k) targets otherwise."""
-    labels = jax.random.randint(key, (n,), 0, max(model.d_out, 2))
-    try:
-        model.targets(labels)
-        return labels
-    except JaxbpError:
-        return jax.random.uniform(key, (n, model.d_out))
+from .transforms import example_labels, guarded, to_float64
 
 
 def check_model(model: Model, *, smooth: bool = False, n: int = 8, seed: int = 0, name: str = "network",
@@ -33,7 +23,10 @@ def check_model(model: Model, *, smooth: bool = False, n: int = 8, seed: int = 0
     """value_and_grad vs jax.grad(model.loss), finite differences, and mean(per_example_grads), in float64.
 
     ``params``, ``x`` and ``y`` not given are drawn from ``seed`` (n examples); given ones are cast to float64.
+    With modal layers (dropout, batch norm), train mode (its key fixed) and eval mode are checked one by one.
     """
+    if model.modal:
+        return check_modal_model(model, smooth=smooth, n=n, seed=seed, name=name, params=params, x=x, y=y)
     with jax.enable_x64(True):
         kp, ky = jax.random.split(jax.random.key(seed))
         rng = np.random.default_rng(seed)  # host-side draws: no per-shape compiles
@@ -64,7 +57,7 @@ def network_suite() -> list[tuple[str, Model, bool]]:
         acts = [activations[(depth + i + j) % len(activations)] for j in range(depth - 1)]
         smooth = all(ACTIVATIONS.get(a).smooth for a in acts) and LOSSES.get(loss).smooth
         suite.append((f"mlp{sizes} {','.join(acts) or '-'} {loss}", mlp(sizes, acts, loss), smooth))
-    return suite
+    return suite + modal_suite()
 
 
 def check_all(*, seed: int = 0) -> CheckReport:

@@ -14,6 +14,7 @@ from ..plugins.activations import ACTIVATIONS
 from ..plugins.layers import LAYERS
 from ..plugins.losses import LOSSES
 from .compare import compare, relative_error
+from .modes import check_modal_layer
 from .report import CheckReport, merge
 from .transforms import VARIANTS, guarded, run_variant
 
@@ -64,6 +65,8 @@ def _check_loss(name: str, seed: int, variant: str = "jit") -> CheckReport:
 def _check_layer(name: str, seed: int, variant: str = "jit") -> CheckReport:
     plugin = LAYERS.get(name)
     layer = plugin.make(**plugin.example)
+    if layer.modal:  # train mode (its key fixed) and eval mode, each its own function
+        return merge([_with_vmap_errors(*checked) for checked in check_modal_layer(name, plugin, layer, seed, variant)])
     rng = np.random.default_rng(seed)
     params = jax.tree.map(lambda p: p + 0.3 * rng.standard_normal(p.shape), layer.init(  # a flat layer takes its width
         jax.random.key(seed), plugin.input_shape if layer.shaped else plugin.input_shape[0])[1])

@@ -7,6 +7,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from ..errors import JaxbpError
 from .report import CheckReport, CheckRow
 
 VARIANTS = ("jit", "nojit", "vmap")  # chex-style: a backward that breaks only under one of them is caught there
@@ -33,6 +34,16 @@ def to_float64(tree):
     """Floating leaves cast to float64 (call inside ``jax.enable_x64(True)``); ints, e.g. labels, kept."""
     return jax.tree.map(lambda a: jnp.asarray(a, jnp.float64) if jnp.issubdtype(jnp.result_type(a), jnp.floating)
                         else jnp.asarray(a), tree)
+
+
+def example_labels(model, key, n: int):
+    """Int class labels when the model's loss takes them, float (n, k) targets otherwise."""
+    labels = jax.random.randint(key, (n,), 0, max(model.d_out, 2))
+    try:
+        model.targets(labels)
+        return labels
+    except JaxbpError:
+        return jax.random.uniform(key, (n, model.d_out))
 
 
 def guarded(subject: str, check, *args, **kwargs):

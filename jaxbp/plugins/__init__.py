@@ -14,6 +14,10 @@ from .layers import register_layer as register_layer
 from .pooling import avg_pool2d as avg_pool2d
 from .pooling import flatten as flatten
 from .pooling import max_pool2d as max_pool2d
+from .modal import batch_norm as batch_norm
+from .modal import dropout as dropout
+from .modes import Context as Context
+from .modes import Stateful as Stateful
 from .losses import LOSSES as LOSSES
 from .losses import Loss as Loss
 from .losses import get_loss as get_loss

@@ -5,6 +5,8 @@ A layer is ``init(key, d_in) -> (d_out, params)``, ``forward(params, x) -> (y, c
 batch (n, d): leading axes are batch axes and the parameter gradient sums over them.
 A ``shaped`` layer's init takes and returns a per-example shape tuple instead, e.g. (H, W, C), and its
 forward takes one example (H, W, C) or a batch (n, H, W, C).
+A layer with a key, state or train/eval behaviour is ``modal`` (plugins/modes.py; dropout and batch norm
+in plugins/modal.py).
 """
 
 from __future__ import annotations
@@ -30,6 +32,10 @@ class Layer(NamedTuple):
     per_example_sq_norms: Callable[[Any, Any, jax.Array], jax.Array] | None = None
     # False: init gets and returns an int width (flat vectors); True: a per-example shape tuple, e.g. (H, W, C)
     shaped: bool = False
+    # (input_shape) -> the layer's non-trainable state (batch norm's running averages); None: stateless
+    init_state: Callable[[Any], Any] | None = None
+    # True: forward(params, x, ctx) -> (y, cache, new_state), ctx = jaxbp.Context(train, key, state) (plugins/modes.py)
+    modal: bool = False
 
 
 class LayerPlugin(NamedTuple):

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from ..errors import ShapeError
+from .modes import Stateful
 from .registry import Registry
 
 FEEDBACK_STREAM = 0xFEED  # feedback matrices come from fold_in(init_key, FEEDBACK_STREAM): the layers' own draws stay
@@ -62,23 +63,35 @@ def get_rule(name: str) -> Rule:
 
 
 def trainable(params):
-    """What the optimizer trains: ``params`` without a rule's fixed feedback matrices (for any model)."""
+    """What the optimizer trains: ``params`` without a rule's fixed feedback matrices, nor the layers' state
+    and key (for any model)."""
     return split(params)[0]
 
 
 def split(params) -> tuple[Any, Any]:
-    """(trained, fixed): fixed feedback matrices are carried beside the optimizer, never through it."""
+    """(trained, fixed): fixed feedback matrices, layer state and the key are carried beside the optimizer."""
+    if isinstance(params, Stateful):
+        trained, fixed = split(params.params)
+        return trained, params._replace(params=fixed)
     if isinstance(params, FixedFeedback):
         return params.layers, params.feedback
     return params, None
 
 
 def join(trained, fixed):
+    if isinstance(fixed, Stateful):
+        return fixed._replace(params=join(trained, fixed.params))
     return trained if fixed is None else FixedFeedback(trained, fixed)
+
+
+def without_state(params):
+    """The params as a network without modal layers has them (a Stateful's ``params``)."""
+    return params.params if isinstance(params, Stateful) else params
 
 
 def layer_params(params) -> list:
     """The layers' own params, whatever the rule."""
+    params = without_state(params)
     return params.layers if isinstance(params, (FixedFeedback, LearnedFeedback)) else params
 
 

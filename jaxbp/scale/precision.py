@@ -90,7 +90,15 @@ def mixed_precision(model: Model, policy: Policy | str) -> Model:
         values, grads = model.per_example_value_and_grad(down(params), down(x), y)
         return policy.cast_to_output(values), policy.cast_to_param(grads)
 
+    def train_value_and_grad(params, x, y):
+        value, grads, new = model.train_value_and_grad(down(params), down(x), y)
+        if model.modal:  # the new state back in the param dtype; the trained params as they came, not rounded
+            params = params._replace(state=policy.cast_to_param(new.state), key=new.key)
+        return policy.cast_to_output(value), policy.cast_to_param(grads), params
+
     return model._replace(
+        train_loss=lambda params, x, y: policy.cast_to_output(model.train_loss(down(params), down(x), y)),
+        train_value_and_grad=train_value_and_grad,
         apply=lambda params, x: policy.cast_to_output(model.apply(down(params), down(x))),
         predict=lambda params, x: policy.cast_to_output(model.predict(down(params), down(x))),
         loss=lambda params, x, y: policy.cast_to_output(model.loss(down(params), down(x), y)),

@@ -42,17 +42,22 @@ def train_step_fn(model: Model, optimizer: optax.GradientTransformation, *, per_
     With ``privacy`` it is DP-SGD (``jaxbp.privacy``): ``optimizer`` must be ``jaxbp.private_optimizer(opt,
     privacy)``, and the step takes an optional ``mask`` of the real rows of a Poisson batch.
     """
+    if model.modal and (per_example or privacy is not None):
+        raise ConfigError(_no_per_example(model, "per_example=True" if per_example else "private training"))
     if privacy is not None:
         if model.rule != "backprop" or per_example:
             raise ConfigError(f"private training clips the exact per-example gradients of the backprop rule, from "
                               f"the batched backward; drop per_example=True and use rule 'backprop' (got rule "
                               f"{model.rule!r}, per_example={per_example})")
         return private_step_fn(model, optimizer, privacy)
-    value_and_grad = per_example_value_and_grad(model) if per_example else model.value_and_grad
+    value_and_grad = train_value_and_grad(model)
+    if per_example:
+        summed = per_example_value_and_grad(model)
+        value_and_grad = lambda params, x, y: (*summed(params, x, y), params)  # noqa: E731 (no state to write back)
 
     def step(params, opt_state, x, y):
-        loss, grads = value_and_grad(params, x, y)  # hand-written, never jax.grad
-        params, fixed = split(params)  # a rule's fixed feedback matrices pass beside the optimizer (else None)
+        loss, grads, params = value_and_grad(params, x, y)  # hand-written, never jax.grad; train mode: new state
+        params, fixed = split(params)  # fixed feedback matrices, the layers' state and key pass beside the optimizer
         if fixed is not None:
             _check_opt_state(model, optimizer, opt_state, params)
         updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -61,12 +66,28 @@ def train_step_fn(model: Model, optimizer: optax.GradientTransformation, *, per_
     return step
 
 
+def train_value_and_grad(model: Model) -> Callable:
+    """``(params, x, y) -> (value, grads, params with the new state)`` in train mode, for any Model."""
+    if model.train_value_and_grad is not None:
+        return model.train_value_and_grad
+    return lambda params, x, y: (*model.value_and_grad(params, x, y), params)
+
+
+def _no_per_example(model: Model, what: str) -> str:
+    names = [getattr(layer.forward, "__qualname__", "").split(".")[0] for layer in model.layers if layer.modal]
+    if "batch_norm" in names:
+        return (f"{what} needs each example's own gradient, and batch norm has none: examples interact through "
+                f"the batch statistics; use jaxbp.layer_norm (each example normalized on its own) in its place")
+    return (f"{what} runs each example on its own, without the train mode's keys and state; this model has "
+            f"modal layers ({', '.join(n or '?' for n in names)}): train it without {what}")
+
+
 def _check_opt_state(model: Model, optimizer, opt_state, trained) -> None:
     """At trace time: the optimizer state must be built from the trainable params alone."""
     if jax.tree.structure(opt_state) != jax.tree.structure(jax.eval_shape(optimizer.init, trained)):
         raise ConfigError(f"opt_state does not match the trainable params: under rule {model.rule!r} the fixed "
-                          f"feedback matrices are not the optimizer's; build the state with "
-                          f"optimizer.init(jaxbp.trainable(params))")
+                          f"feedback matrices, and the layers' state and key, are not the optimizer's; build the "
+                          f"state with optimizer.init(jaxbp.trainable(params))")
 
 
 def make_train_step(model: Model, optimizer: optax.GradientTransformation, *, per_example: bool = False,
