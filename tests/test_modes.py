@@ -181,7 +181,7 @@ def test_planted_bugs_are_caught_in_the_mode_they_break(restore_registries):
 
     def no_mean_term(params, cache, g):  # the mean's term dropped: dx = inv_std * (gx - xhat * mean(gx * xhat))
         grads, dx = bn.backward(params, cache, g)
-        return grads, dx + cache.inv_std * jnp.mean(g * params["gamma"], axis=0) * isinstance(cache, modal._Train)
+        return grads, dx + cache.inv_std * jnp.mean(g * params["gamma"], axis=tuple(range(g.ndim - 1))) * isinstance(cache, modal._Train)
 
     def constants_in_eval_too(params, cache, g):  # eval's affine map differentiated as if the batch made it
         return bn.backward(params, modal._Train(*cache), g)

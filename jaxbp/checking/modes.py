@@ -26,7 +26,7 @@ from .transforms import example_labels, run_variant, to_float64
 MODES = ("train", "eval")
 
 
-def _state(layer, d: int, rng):
+def _state(layer, d, rng):
     """The layer's initial state moved off its defaults (variances stay positive), so eval mode is not trivial."""
     state = layer.init_state(d) if layer.init_state is not None else None
     return jax.tree.map(lambda s: s + 0.3 * np.abs(rng.standard_normal(s.shape)), state)
@@ -36,10 +36,11 @@ def check_modal_layer(name: str, plugin, layer, seed: int, variant: str = "jit")
     """A modal layer's backward in each mode: train mode with a fixed key, then eval mode with a fixed state;
     ``[(report, mapped, looped)]``, one per mode (the last two as ``run_variant`` gives them)."""
     rng = np.random.default_rng(seed)
-    d, batched = 4, variant == "vmap"
-    params = jax.tree.map(lambda p: p + 0.3 * rng.standard_normal(p.shape), layer.init(jax.random.key(seed), d)[1])
-    state, key = _state(layer, d, rng), jax.random.key(seed + 1)
-    x = jnp.asarray(rng.standard_normal((3, 5, d) if batched else (5, d)))  # under vmap: 3 batches of 5
+    shape, batched = plugin.input_shape, variant == "vmap"
+    takes = shape if layer.shaped else shape[0]  # a flat layer's init takes its width
+    params = jax.tree.map(lambda p: p + 0.3 * rng.standard_normal(p.shape), layer.init(jax.random.key(seed), takes)[1])
+    state, key = _state(layer, takes, rng), jax.random.key(seed + 1)
+    x = jnp.asarray(rng.standard_normal(((3, 5) if batched else (5,)) + shape))  # under vmap: 3 batches of 5
     reports = []
     for mode in MODES:
         ctx = Context(mode == "train", key if mode == "train" else None, state)

@@ -105,4 +105,4 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
 
 
 register_layer("dropout", dropout, example={"rate": 0.5})
-register_layer("batch_norm", batch_norm, example={})
+register_layer("batch_norm", batch_norm, example={}, input_shape=(3, 3, 2))  # NHWC: over batch and space
