@@ -101,7 +101,8 @@ def test_an_older_run_folder_or_another_precision_still_loads_or_says_what_is_mi
                                **TOL)
     single = jax.tree.map(lambda leaf: np.asarray(leaf, np.float32), jaxbp.load_run(old).params)
     save_trees(str(old / "params.npz"), {"params": single}, {"replicas": 1})  # as a float32 run writes it
-    in_float32 = jaxbp.load_run(old).predict(raw.x_test)
+    with jax.default_matmul_precision("highest"):  # float32 matmuls, not a GPU's TF32 (10-bit mantissas)
+        in_float32 = jaxbp.load_run(old).predict(raw.x_test)
     assert in_float32.dtype == np.float32
     np.testing.assert_allclose(in_float32, jaxbp.load_run(tmp / "run").predict(raw.x_test), rtol=1e-4, atol=1e-5)
     config = (old / "config.toml").read_text()
