@@ -19,6 +19,7 @@ from ..errors import ConfigError
 from ..networks import Model
 from ..plugins.activations import get_activation
 from ..plugins.losses import get_loss
+from ..plugins.probe import probe
 from ..plugins.rules import get_rule
 from ..privacy import training as _privacy
 from ..scale import cluster as _cluster
@@ -77,6 +78,7 @@ def build(config: dict) -> Run:
             "privacy": privacy and {**privacy, "seed": train_cfg["seed"], "steps": steps}}
     activation = model_cfg["activation"]
     names = [activation] * len(model_cfg["hidden"]) if isinstance(activation, str) else activation
+    probe(names, model_cfg["hidden"], model_cfg["loss"], out)  # a plugin's wrong shape named here, abstractly
     plugins = (get_loss(model_cfg["loss"]), *map(get_activation, names), get_rule(model_cfg["rule"]))
     model, optimizer, init, epoch, replicas = programs(json.dumps(spec, sort_keys=True), plugins, mesh)
     rates = jnp.asarray(rates * (replicas // len(rates)))  # each replica's peak learning rate

@@ -72,9 +72,15 @@ def from_json(data):
     return math.nan if data is None else data
 
 
-def diverged(epoch: int, names: list[str], kept_epoch: int, checkpoint: str | None, config: dict) -> DivergenceError:
+def diverged(epoch: int, names: list[str], kept_epoch: int, checkpoint: str | None, config: dict,
+             blame: str | None = None) -> DivergenceError:
+    """The divergence error; ``blame`` (a backward's fault, found at the last finite params) replaces the advice
+    to lower the learning rate."""
     where = (f"{checkpoint} holds epoch {kept_epoch}, the last finite one" if checkpoint and kept_epoch
              else "no checkpoint was saved (nothing finished finite)" if checkpoint else "nothing was saved")
+    if blame:
+        return DivergenceError(f"training diverged at epoch {epoch}: {', '.join(names)} became NaN/Inf; {where}. "
+                               f"{blame[0].upper()}{blame[1:]}")
     return DivergenceError(
         f"training diverged at epoch {epoch}: {', '.join(names)} became NaN/Inf; {where}. Lower "
         f"optimizer.learning_rate (now {config['optimizer']['learning_rate']}) and start a new run, or set "

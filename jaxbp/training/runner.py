@@ -21,6 +21,7 @@ from . import guard as _guard
 from . import lock as _lock
 from . import runlog as _runlog
 from ..errors import CheckpointError, ConfigError
+from ..plugins.probe import blame_backward
 from ..plugins.user import load_plugins
 from ..privacy import training as _privacy
 from ..scale import cluster as _cluster
@@ -176,7 +177,7 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending, me
             log.epoch({**row, _guard.FLAG: bad} if bad else row)  # a signal from here on: resume drops the row
             state = Checkpoint(params, opt_state, step, index + 1, state.key)  # the epoch is done only now
             if bad and train_cfg["on_nonfinite"] == "stop":  # the checkpoint on disk stays as it is
-                raise _guard.diverged(state.epoch, bad, saved, checkpoint, config)
+                raise _guard.diverged(state.epoch, bad, saved, checkpoint, config, _blame(run, finite))
             finite = finite if bad else state
             if checkpoint and every and state.epoch % every == 0 and state.epoch < epochs:
                 saved = _save(log, checkpoint, meta, state, finite, saved)
@@ -196,6 +197,19 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending, me
     if run_dir is not None and _cluster.is_writer():  # summary.json, the "done", is written last
         _finish.write_final(run_dir, run, log.rows, params, which, summary, meta, plugins, log.message)
     return TrainResult(params, state.opt_state, {**summary, "params": which}, config, run_dir)
+
+
+def _blame(run: Run, finite: Checkpoint) -> str | None:
+    """Whose backward made NaN gradients from a finite loss, at the last finite params (None: not a backward's)."""
+    model_cfg, batch = run.config["model"], run.config["train"]["batch_size"] or run.data.x_train.shape[0]
+    names = model_cfg["activation"]
+    names = [names] * len(model_cfg["hidden"]) if isinstance(names, str) else names
+    try:
+        params = jax.tree.map(lambda leaf: jax.device_get(leaf)[0], finite.params)
+        return blame_backward(run.model, params, run.data.x_train[:batch], run.data.y_train[:batch], names,
+                              model_cfg["loss"])
+    except Exception:  # a diagnosis only: the divergence error stands without it
+        return None
 
 
 def _params(run: Run, state: Checkpoint):
