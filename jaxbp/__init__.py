@@ -7,6 +7,7 @@ from .checking import check_all as check_all
 from .checking import check_model as check_model
 from .checking import check_plugin as check_plugin
 from .checking import plugin_names as plugin_names
+from .config import RunConfig as RunConfig
 from .errors import CheckpointError as CheckpointError
 from .errors import ConfigError as ConfigError
 from .errors import DataError as DataError
@@ -54,7 +55,7 @@ from .scale.precision import mixed_precision as mixed_precision
 from .training import TrainResult as TrainResult
 from .training import evaluate as evaluate
 from .training import init_replicas as init_replicas
-from .training import load_config as load_config
+from .config import load_config as load_config
 from .training import make_replica_step as make_replica_step
 from .training import make_scan_step as make_scan_step
 from .training import make_train_step as make_train_step

@@ -1,22 +1,29 @@
-"""Configs: defaults, TOML files, --set overrides with type checks, the TOML writer, and every error."""
+"""Configs: defaults, TOML files, --set overrides with type checks, the TOML writer, and every error, all at the door."""
 
+import dataclasses
 import tomllib
 
 import pytest
 
-from jaxbp import ConfigError, load_config
-from jaxbp.training.config import OPTIMIZERS, SCHEDULES, SCHEMA, parse_override, read_toml, to_toml
+import jaxbp
+from jaxbp import ConfigError, RunConfig, load_config
+from jaxbp.config import (OPTIMIZERS, SCHEDULES, SECTIONS, LayerSpec, ModelConfig, TrainConfig, as_table,
+                          parse_override, print_config, read_toml, setting, to_toml)
+from jaxbp.config import fields, load
 
 
-def test_defaults_are_the_issue_run():
+def test_defaults_are_the_default_run():
     config = load_config()
-    assert list(config) == ["data", "model", "optimizer", "train", "privacy"]
-    assert config["privacy"]["enabled"] is False
-    assert config["data"]["name"] == "spiral"
-    assert config["model"] == {"hidden": [64, 64], "activation": "relu", "loss": "softmax_cross_entropy",
-                               "rule": "backprop"}
-    assert config["optimizer"]["name"] == "sgd" and config["optimizer"]["momentum"] == 0.0
-    assert config["train"]["replicas"] == 1
+    assert isinstance(config, RunConfig) and SECTIONS == ("data", "model", "optimizer", "train", "privacy")
+    assert list(config.to_dict()) == list(SECTIONS)
+    assert config.privacy.enabled is False
+    assert config.data.name == "spiral"
+    assert config.model == ModelConfig(hidden=(64, 64), activation="relu", loss="softmax_cross_entropy",
+                                       rule="backprop", layers=())
+    assert config.optimizer.name == "sgd" and config.optimizer.momentum == 0.0 and config.optimizer.b1 is None
+    assert config.train.replicas == 1 and config == RunConfig()  # the dataclasses' defaults are the defaults
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.train.epochs = 3  # read once: nothing past the door changes it
 
 
 def test_file_then_overrides(tmp_path):
@@ -24,10 +31,10 @@ def test_file_then_overrides(tmp_path):
     path.write_text('[optimizer]\nname = "adamw"\nlearning_rate = 0.01\n\n[train]\nepochs = 7\n')
     config = load_config(path, ["train.epochs=50", "optimizer.learning_rate=0.1", "optimizer.weight_decay=0.5",
                                 "data.name=moons", "model.activation=[\"tanh\", \"relu\"]", "train.per_example=true"])
-    assert config["train"]["epochs"] == 50 and config["optimizer"]["learning_rate"] == 0.1
-    assert config["optimizer"]["weight_decay"] == 0.5 and config["optimizer"]["b1"] == 0.9  # adamw's arguments
-    assert config["data"]["name"] == "moons" and config["model"]["activation"] == ["tanh", "relu"]
-    assert config["train"]["per_example"] is True
+    assert config.train.epochs == 50 and config.optimizer.learning_rate == 0.1
+    assert config.optimizer.weight_decay == 0.5 and config.optimizer.b1 == 0.9  # adamw's arguments
+    assert config.data.name == "moons" and config.model.activation == ("tanh", "relu")
+    assert config.train.per_example is True and config.model.activations == ("tanh", "relu")
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -43,7 +50,8 @@ def test_parse_override(text, expected):
 
 
 def test_an_int_is_accepted_where_a_number_is_expected():
-    assert load_config(None, ["optimizer.learning_rate=1"])["optimizer"]["learning_rate"] == 1.0
+    rate = load_config(None, ["optimizer.learning_rate=1"]).optimizer.learning_rate
+    assert rate == 1.0 and isinstance(rate, float)
 
 
 def test_toml_writer_round_trips(tmp_path):
@@ -51,16 +59,19 @@ def test_toml_writer_round_trips(tmp_path):
                                 "optimizer.eps=1e-12", "data.noise=0.25"])
     text = to_toml(config)
     written = tomllib.loads(text)
-    assert written == {section: {k: v for k, v in table.items() if v is not None} for section, table in config.items()}
+    assert written == {section: {k: v for k, v in table.items() if v is not None}
+                       for section, table in config.to_dict().items()}
     (tmp_path / "c.toml").write_text(text)
     assert load_config(tmp_path / "c.toml") == config
+    assert load_config(config.to_dict()) == config == load_config(config)  # a dict, or the typed config itself
 
 
 def test_every_optimizer_and_schedule_is_accepted_with_its_arguments():
     for name, (_, args) in OPTIMIZERS.items():
         for schedule, schedule_args in SCHEDULES.items():
             config = load_config({"optimizer": {"name": name, "schedule": schedule}})
-            assert set(config["optimizer"]) == {"name", "learning_rate", "schedule", *args, *schedule_args}
+            assert set(as_table(config.optimizer)) == {"name", "learning_rate", "schedule", *args, *schedule_args}
+            assert config.optimizer.arguments == args  # each at its default
 
 
 @pytest.mark.parametrize("overrides,message", [
@@ -107,6 +118,83 @@ def test_file_errors(tmp_path):
         load_config(bad)
 
 
-def test_schema_kinds_are_all_describable():
-    kinds = {kind for table in SCHEMA.values() for _, kind in table.values()}
-    assert kinds <= {"int", "float", "bool", "str", "ints", "str|strs", "float|floats"}
+def test_every_key_has_a_type_the_errors_can_describe():
+    for section in SECTIONS:
+        for name, kind in fields.hints(type(getattr(RunConfig(), section))).items():
+            assert fields.describe(kind), f"{section}.{name}"
+
+
+def test_a_config_built_by_hand_passes_the_same_door():
+    with pytest.raises(ConfigError, match="train.epochs must be >= 1; got 0"):
+        load_config(RunConfig(train=TrainConfig(epochs=0)))
+    with pytest.raises(ConfigError, match="train.epochs must be an integer"):
+        load_config(RunConfig(train=TrainConfig(epochs="ten")))
+    assert load_config(RunConfig(), ["train.epochs=3"]).train.epochs == 3
+
+
+def test_print_config_shows_every_key_a_resolved_config_can_hold():
+    printed = print_config(load_config(None, ["optimizer.name=adam"]))
+    assert "epochs = 60" in printed and "b1 = 0.9" in printed and "momentum" not in printed  # adam's own arguments
+    for key in ("n", "noise", "classes", "factor", "label_column", "noise_multiplier", "target_epsilon"):
+        assert f"# {key} is unset: " in printed, key  # the ones the run fills in, said so
+    keys = {line.lstrip("# ").split(" ")[0] for line in printed.splitlines() if " = " in line or " is unset" in line}
+    assert keys == {f.name for s in SECTIONS for f in dataclasses.fields(getattr(RunConfig(), s))} - {
+        "momentum", "nesterov", "decay", "weight_decay", "end_factor", "decay_rate", "warmup_steps", "decay_steps"}
+    assert tomllib.loads(printed) == tomllib.loads(to_toml(load_config(None, ["optimizer.name=adam"])))
+
+
+def test_model_layers_are_a_list_of_typed_layer_specs(tmp_path):
+    config = load_config(None, ['model.layers=[{kind = "dense", features = 8, activation = "tanh"}, {kind = "layer_norm"}]'])
+    assert config.model.layers == (LayerSpec("dense", (("features", 8), ("activation", "tanh"))), LayerSpec("layer_norm"))
+    assert config.model.layers[0].kwargs == {"features": 8, "activation": "tanh"}
+    text = to_toml(config)
+    (tmp_path / "c.toml").write_text(text)
+    assert load_config(tmp_path / "c.toml") == config
+    for bad in ('model.layers=[{features = 8}]', "model.layers=[3]"):
+        with pytest.raises(ConfigError, match=r"model.layers\[0\] must be a table with a kind"):
+            load_config(None, [bad])
+    with pytest.raises(ConfigError, match="model.layers must be a list of tables"):
+        load_config(None, ['model.layers="dense"'])
+    with pytest.raises(ConfigError, match="leave model.layers empty"):  # before any data is loaded
+        jaxbp.train(config, progress=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stopping:
+    patience: int = setting(5, fields.at_least(1))
+    mode: str = setting("min", fields.one_of("min", "max"))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Train:
+    epochs: int = setting(60, fields.at_least(1))
+    early_stopping: _Stopping = setting(_Stopping())
+    stages: tuple[_Stopping, ...] = setting(())
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    train: _Train = setting(_Train())
+
+
+def test_a_nested_table_and_a_list_of_tables_are_one_field_each(monkeypatch):
+    """How early stopping ([train.early_stopping]) or a list of stages would be added: a dataclass as a field's type."""
+    section = fields.read(_Train, {"early_stopping": {"patience": 3}, "stages": [{"mode": "max"}, {}]}, "train")
+    assert section == _Train(60, _Stopping(3, "min"), (_Stopping(5, "max"), _Stopping()))
+    assert fields.write(section) == {"epochs": 60, "early_stopping": {"patience": 3, "mode": "min"},
+                                     "stages": [{"patience": 5, "mode": "max"}, {"patience": 5, "mode": "min"}]}
+    for table, message in (({"early_stopping": {"patience": 0}}, "train.early_stopping.patience must be >= 1; got 0"),
+                           ({"early_stopping": {"mode": "mx"}}, "unknown train.early_stopping.mode 'mx'; known: min, "
+                                                                "max. Did you mean 'max'?"),
+                           ({"early_stopping": {"patiense": 2}}, "unknown key(s) train.early_stopping.patiense; known "
+                                                                 "keys of [train.early_stopping]: patience, mode. Did you "
+                                                                 "mean 'patience'?"),
+                           ({"stages": [{}, {"patience": "x"}]}, "train.stages[1].patience must be an integer"),
+                           ({"early_stopping": 3}, "[train.early_stopping] must be a table of keys, got 3")):
+        with pytest.raises(ConfigError) as error:
+            fields.read(_Train, table, "train")
+        assert message in str(error.value)
+    monkeypatch.setattr(load, "RunConfig", _Run)  # --set reaches into a nested table by its dotted path
+    assert parse_override("train.early_stopping.patience=7") == ("train", "early_stopping.patience", 7)
+    with pytest.raises(ConfigError, match="use --set section.key=value"):
+        parse_override("train.epochs.x=7")

@@ -11,7 +11,7 @@ import pytest
 import jaxbp
 from jaxbp.cli import main
 from jaxbp.datasets import checks
-from jaxbp.training.config import load_config
+from jaxbp.config import load_config
 
 
 def npz(tmp_path, x, y) -> str:

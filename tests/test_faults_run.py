@@ -98,7 +98,7 @@ def _templates(run):
     from jaxbp.training.build import build
 
     built = build(jaxbp.load_config(run / "config.toml"))
-    key = jax.random.key(built.config["train"]["seed"])
+    key = jax.random.key(built.config.train.seed)
     return (*jax.eval_shape(built.init, key), key)
 
 

@@ -88,7 +88,7 @@ def test_two_runs_into_one_folder_one_wins_the_other_is_refused(tmp_path):
     assert "is in use by process" in loser or "already exists and is not empty" in loser
     seed = 1 if first.returncode == 0 else 2
     config = jaxbp.load_config(run / "config.toml")
-    assert config["train"]["seed"] == seed and read_meta(str(run / "checkpoint.npz"))["config"]["train"]["seed"] == seed
+    assert config.train.seed == seed and read_meta(str(run / "checkpoint.npz"))["config"]["train"]["seed"] == seed
     log = (run / "train.log").read_text()
     assert log.count("training ") == 1  # one run's log, not two interleaved
 

@@ -17,7 +17,7 @@ from jaxbp.cli import main
 from jaxbp.plugins import user
 from jaxbp.training.checkpoint import save_trees
 from jaxbp.training.build import build
-from jaxbp.training.config import load_config
+from jaxbp.config import load_config
 
 SPECIES = np.array(["cat", "dog"])
 # the shapes and optimizer of test_runner's SMALL run, so the compiled epoch is shared within a test session

@@ -6,6 +6,7 @@ a new top-level folder must be given its layer here.
 """
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ LAYERS = (  # bottom to top
     ("errors", "boundary"),  # the error classes; arrays checked and .npz files read at the boundary
     ("datasets", "plugins"),
     ("networks",),
-    ("checking", "privacy", "scale"),
+    ("checking", "privacy", "scale", "config"),  # config: the run's settings, read once (it names datasets and accountants)
     ("training",),
     ("inference", "testing", "bench"),
     ("cli",),
@@ -24,6 +25,7 @@ LAYERS = (  # bottom to top
 )
 RANK = {part: rank for rank, parts in enumerate(LAYERS) for part in parts}
 MAX_LINES = 300
+STRING_LOOKUP = re.compile(r"""\b\w*(config|cfg)\w*(\(\))?\s*\[\s*["']""")  # config["train"], train_cfg["epochs"]
 
 
 def dotted(module: Path) -> str:
@@ -137,3 +139,17 @@ def test_a_backwards_import_is_caught():
     assert layer_violations(PACKAGE / "networks.py", "from .plugins.layers import dense\n") == []
     assert layer_violations(PACKAGE / "newroom" / "x.py", "") == [
         "newroom/x.py is in a folder no layer holds: add 'newroom' to LAYERS"]
+
+
+def config_lookups(source: str) -> list[str]:
+    return [line.strip() for line in source.splitlines() if STRING_LOOKUP.search(line)]
+
+
+def test_past_the_door_the_config_is_read_as_fields():
+    """jaxbp/config/ reads the config once; everywhere else reads fields (config.train.epochs), never strings."""
+    found = {str(m.relative_to(PACKAGE)): config_lookups(m.read_text(encoding="utf-8"))
+             for m in MODULES if m.relative_to(PACKAGE).parts[0] != "config"}
+    assert {module: lines for module, lines in found.items() if lines} == {}
+    assert config_lookups('epochs = config["train"]["epochs"]\nb = train_cfg["batch_size"]\n') == [
+        'epochs = config["train"]["epochs"]', 'b = train_cfg["batch_size"]']  # the check can fail
+    assert config_lookups("d = mesh.shape['data']\nx = config.train.epochs\n") == []

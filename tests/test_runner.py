@@ -11,7 +11,7 @@ import pytest
 
 import jaxbp
 from jaxbp.training import runlog as _runlog
-from jaxbp.training.config import load_config
+from jaxbp.config import load_config
 from jaxbp.training.build import build
 from jaxbp.cli import main
 
@@ -94,7 +94,9 @@ def test_ctrl_c_keeps_the_finished_epochs_and_resume_is_still_bit_identical(tmp_
 
 
 def test_same_config_and_seed_give_the_same_numbers():
-    a, b = (jaxbp.train(None, overrides=SMALL + ["train.epochs=2"], progress=False) for _ in range(2))
+    a = jaxbp.train(None, overrides=SMALL + ["train.epochs=2"], progress=False)
+    b = jaxbp.train(load_config(None, SMALL + ["train.epochs=2"]), progress=False)  # the typed config, read once
+    assert isinstance(b.config, jaxbp.RunConfig) and a.config == b.config and a.config.data.n == 200
     for x, y in zip(jax.tree.leaves((a.params, a.opt_state)), jax.tree.leaves((b.params, b.opt_state))):
         np.testing.assert_array_equal(x, y)
     drop = lambda s: {k: v for k, v in s.items() if not k.endswith("_s") and k != "examples_per_second"}

@@ -8,7 +8,8 @@ import optax
 import pytest
 
 import jaxbp
-from jaxbp.training.config import OPTIMIZERS, load_config, make_optimizer, resolve_schedule
+from jaxbp.config import OPTIMIZERS, load_config
+from jaxbp.training.optimizer import make_optimizer
 from jaxbp.training.epochs import epoch_batches as _epoch_batches
 
 TOL = dict(rtol=1e-12, atol=1e-12)
@@ -145,7 +146,7 @@ def test_full_batch_training_matches_jax_grad_and_optax_step_by_step(name):
     """Same network, same initial weights, full batch: jaxbp's hand-written step vs jax.grad + optax."""
     x, y, model = X, Y, MODEL
     config = load_config(None, [f"optimizer.name={name}", "optimizer.learning_rate=0.05"])
-    optimizer = make_optimizer(config["optimizer"])
+    optimizer = make_optimizer(config.optimizer)
     ours, reference = jaxbp.make_train_step(model, optimizer), _reference_step(model, optimizer)
     params = theirs = _init(model, jax.random.key(3))
     state = their_state = optimizer.init(params)
@@ -161,7 +162,7 @@ def test_named_optimizer_is_the_plain_optax_optimizer(name):
     settings = {"sgd": {"momentum": 0.9, "nesterov": True}, "rmsprop": {"momentum": 0.5, "decay": 0.8},
                 "adam": {"b1": 0.8}, "adamw": {"weight_decay": 0.01}}[name]
     config = load_config({"optimizer": {"name": name, "learning_rate": 0.03, **settings}})
-    ours, plain = make_optimizer(config["optimizer"]), OPTIMIZERS[name][0](0.03, **settings)
+    ours, plain = make_optimizer(config.optimizer), OPTIMIZERS[name][0](0.03, **settings)
     a = b = _init(MODEL, jax.random.key(1))
     state_a, state_b = ours.init(a), plain.init(b)
     for _ in range(5):
@@ -183,8 +184,8 @@ def test_learning_rate_schedules(schedule, reference):
     if schedule == "exponential":
         args = {"decay_rate": 0.5, "decay_steps": 0}
     config = load_config({"optimizer": {"name": "sgd", "learning_rate": 0.2, "schedule": schedule, **args}})
-    section = resolve_schedule(config["optimizer"], total_steps=10)  # decay_steps = 0 -> the run length
-    assert section["decay_steps"] == 10
+    section = config.optimizer.resolved(total_steps=10)  # decay_steps = 0 -> the run length
+    assert section.decay_steps == 10
     ours, expected = make_optimizer(section), reference()
     params = {"w": jnp.zeros(())}
     state = ours.init(params)

@@ -9,8 +9,8 @@ import jax
 
 from ..scale import cluster as _cluster
 from ..training import runner as _runner
-from ..training.config import load_config, to_toml
 from ..training.runlog import check_run_dir
+from ..config import load_config, print_config
 from ..errors import ConfigError
 from .options import add_plugins
 
@@ -44,20 +44,19 @@ def run(args) -> int:
                           "(change the length with --set train.epochs=N)")
     if args.print_config:
         config = load_config(os.path.join(args.resume, "config.toml") if args.resume else args.config, args.overrides)
-        print(to_toml(config), end="")
+        print(print_config(config), end="")
         return 0
     source = os.path.join(check_run_dir(args.resume), "config.toml") if args.resume else args.config
-    train = load_config(source, args.overrides)["train"]
-    if train["precision"] == "float64":
+    config = load_config(source, args.overrides)  # read once: a bad key is refused before anything starts
+    if config.train.precision == "float64":
         jax.config.update("jax_enable_x64", True)  # for the whole process, before any array is made
-    several = _cluster.start(train["devices"], args.coordinator, args.num_processes, args.process_id, args.timeout)
+    several = _cluster.start(config.train.devices, args.coordinator, args.num_processes, args.process_id, args.timeout)
     if several and not (args.out or args.resume):
         raise ConfigError("with several processes, name the run folder: --out DIR (the same path for every process)")
     if args.resume:
         result = _runner.resume(args.resume, overrides=args.overrides, progress=not args.quiet, plugins=args.plugins)
     else:
-        config = load_config(args.config, args.overrides)
-        out = args.out or _default_out(config["data"]["name"])
+        out = args.out or _default_out(config.data.name)
         result = _runner.train(config, out, overwrite=args.overwrite, progress=not args.quiet, plugins=args.plugins)
     if _cluster.is_writer():
         report(result.summary, result.run_dir)

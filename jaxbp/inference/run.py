@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..config import RunConfig, load_config
 from ..datasets.preprocess import check_finite, check_range, labels_to_classes
 from ..errors import CheckpointError, ConfigError, ShapeError
 from ..networks import Model, mlp
@@ -21,7 +22,6 @@ from ..plugins.user import load_plugins
 from ..training.checkpoint import load_trees
 from ..training.finish import check_params
 from ..training.guard import all_finite
-from ..training.config import load_config
 from ..training.record import read_record, standardizer
 from ..training.runlog import CONFIG, PARAMS
 from ..training.steps import evaluate, predicted_class
@@ -39,7 +39,7 @@ class LoadedRun(NamedTuple):
     """A trained run: ``predict`` and ``classify`` take RAW inputs (as in the training file)."""
 
     path: str
-    config: dict
+    config: RunConfig
     model: Model
     params: Any  # one replica's params
     record: dict  # model.json: model spec, standardization, classes, features, plugins

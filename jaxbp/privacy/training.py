@@ -11,50 +11,40 @@ from __future__ import annotations
 import functools
 
 from ..errors import ConfigError
-from .accounting import ACCOUNTANTS, calibrate_sigma, epsilon
+from .accounting import calibrate_sigma, epsilon
 from .clipping import DPConfig
 from .sampling import capacity, poisson_batches
 
 SAMPLINGS = ("poisson", "shuffle")
 
 
-def plan(section: dict, n_train: int, batch: int, steps: int, full_batch: bool, split: int = 1) -> dict | None:
-    """The resolved settings of a private run (None when ``privacy.enabled`` is false); checks that it can be private.
+def plan(section, n_train: int, batch: int, steps: int, split: int = 1) -> dict | None:
+    """The resolved settings of a private run (None when ``privacy.enabled`` is false); checks that it can be private
+    with this data (the [privacy] section's own checks are the config's).
 
     ``split``: the devices a batch is split over; a Poisson batch's capacity is rounded up to a multiple of it
     (more padding rows, masked out: the same sample, the same sum).
     """
-    if not section["enabled"]:
+    if not section.enabled:
         return None
-    accountant, sampling, delta = section["accountant"], section["sampling"], section["delta"]
-    if accountant not in ACCOUNTANTS:
-        raise ConfigError(f"unknown privacy.accountant {accountant!r}; known: {', '.join(ACCOUNTANTS)}")
-    if sampling not in SAMPLINGS:
-        raise ConfigError(f"unknown privacy.sampling {sampling!r}; known: {', '.join(SAMPLINGS)}")
-    if full_batch:
-        raise ConfigError("train.batch_size = 0 (full batch) cannot be private: every step sees every example, so "
-                          "there is no sampling to amplify privacy; set train.batch_size to e.g. 1/20 of the data")
+    accountant, sampling, delta = section.accountant, section.sampling, section.delta  # names checked at the door
     if not 0 < delta < 1 / n_train:
         raise ConfigError(f"privacy.delta = {delta} must be in (0, 1/n) = (0, {1 / n_train:.3g}) for the "
                           f"{n_train} training examples (delta >= 1/n allows leaking one whole example); "
                           f"use e.g. {_suggest_delta(n_train):g}")
-    if not section["clip_norm"] > 0:
-        raise ConfigError(f"privacy.clip_norm must be > 0; got {section['clip_norm']}")
-    sigma, target = section["noise_multiplier"], section["target_epsilon"]
+    sigma, target = section.noise_multiplier, section.target_epsilon
     if sigma is None and target is None:
         raise ConfigError("a private run needs privacy.noise_multiplier (the noise; epsilon follows) or "
                           "privacy.target_epsilon (the budget; the noise follows), e.g. --set privacy.target_epsilon=3")
-    if sigma is not None and not sigma > 0:
-        raise ConfigError(f"privacy.noise_multiplier must be > 0 for a private run; got {sigma}")
     q = batch / n_train
     if sigma is None:
-        sigma = section["noise_multiplier"] = _calibrate(target, q, steps, delta, accountant)  # resolved config
+        sigma = _calibrate(target, q, steps, delta, accountant)  # the run writes it into its config
     elif target is not None and epsilon(q, sigma, steps, delta, accountant) > target * 1.001:
         raise ConfigError(f"privacy.noise_multiplier = {sigma:g} over {steps} steps spends epsilon "
                           f"{epsilon(q, sigma, steps, delta, accountant):.3g} > privacy.target_epsilon = {target:g}; "
                           f"train fewer epochs, or start a new run with a new budget")
     rows = -(-capacity(n_train, q) // split) * split if sampling == "poisson" else batch
-    return {"clip_norm": section["clip_norm"], "noise_multiplier": sigma, "delta": delta, "q": q,
+    return {"clip_norm": section.clip_norm, "noise_multiplier": sigma, "delta": delta, "q": q,
             "expected_batch_size": q * n_train, "capacity": rows, "sampling": sampling, "accountant": accountant,
             "target_epsilon": target}
 

@@ -1,6 +1,7 @@
 """Training: optax steps over hand-written gradients, the epoch loop, and the run folder it writes."""
 
-from .config import load_config as load_config
+from ..config import RunConfig as RunConfig
+from ..config import load_config as load_config
 from .plots import plot_boundary as plot_boundary
 from .epochs import epoch_batches as epoch_batches
 from .runner import TrainResult as TrainResult

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import optax
 
 from .. import datasets
+from ..config import DataConfig, RunConfig
 from ..datasets import synthetic as _synthetic
 from ..errors import ConfigError
 from ..networks import Model
@@ -25,14 +26,13 @@ from ..privacy import training as _privacy
 from ..scale import cluster as _cluster
 from ..scale.precision import with_inputs_in
 from ..scale.sharded import check_batch_split
-from .config import learning_rates, resolve_schedule
-from .programs import programs
+from .programs import Spec, programs
 
 
 class Run(NamedTuple):
     """Everything a resolved config builds."""
 
-    config: dict
+    config: RunConfig  # resolved: the data's size, the schedule's length, a private run's noise
     data: datasets.Dataset
     model: Model
     optimizer: optax.GradientTransformation
@@ -44,42 +44,47 @@ class Run(NamedTuple):
     mesh: Any = None  # replica x data; None: one device, one process
 
 
-def build(config: dict) -> Run:
+def build(config: RunConfig) -> Run:
     """Load the data, build model and optimizer, and fill in the config's data-dependent values."""
-    config = {section: dict(table) for section, table in config.items()}
-    data_cfg, model_cfg, train_cfg = config["data"], config["model"], config["train"]
-    options = {key: data_cfg[key] for key in ("classes", "factor") if data_cfg[key] is not None}
-    data = datasets.load(data_cfg["name"], key=jax.random.key(data_cfg["seed"]), n=data_cfg["n"],
-                         test_fraction=data_cfg["test_fraction"], noise=data_cfg["noise"],
-                         standardize=data_cfg["standardize"], label_column=data_cfg["label_column"], **options)
+    data_cfg, model_cfg, train_cfg = config.data, config.model, config.train
+    if model_cfg.layers:
+        raise ConfigError("model.layers is checked, but this run builds its network from model.hidden and "
+                          "model.activation; leave model.layers empty")
+    options = {key: getattr(data_cfg, key) for key in ("classes", "factor") if getattr(data_cfg, key) is not None}
+    data = datasets.load(data_cfg.name, key=jax.random.key(data_cfg.seed), n=data_cfg.n,
+                         test_fraction=data_cfg.test_fraction, noise=data_cfg.noise,
+                         standardize=data_cfg.standardize, label_column=data_cfg.label_column, **options)
     n_train = data.x_train.shape[0]
-    data_cfg["n"] = n_train + data.x_test.shape[0]
-    if data_cfg["name"] in _synthetic.GENERATORS:  # write the generator's defaults into the resolved config
-        _, _, noise, defaults = _synthetic.GENERATORS[data_cfg["name"]]
-        data_cfg["noise"] = noise if data_cfg["noise"] is None else data_cfg["noise"]
-        data_cfg.update({key: data_cfg[key] if data_cfg[key] is not None else value for key, value in defaults.items()})
-    batch = train_cfg["batch_size"] or n_train  # 0 means full batch
+    data_cfg = resolved_data(data_cfg, n_train + data.x_test.shape[0])
+    batch = train_cfg.batch_size or n_train  # 0 means full batch
     if batch > n_train:
         raise ConfigError(f"train.batch_size = {batch} is more than the {n_train} training examples; "
                           f"use at most {n_train}, or 0 for full batch")
-    data = with_inputs_in(data, train_cfg["precision"])
-    mesh = check_batch_split(batch, _cluster.run_mesh(train_cfg["devices"], max(train_cfg["replicas"], len(
-        learning_rates(config["optimizer"]))), train_cfg["replica_devices"]))
-    out = 1 if model_cfg["loss"] == "binary_cross_entropy" else data.num_classes
+    data = with_inputs_in(data, train_cfg.precision)
+    mesh = check_batch_split(batch, _cluster.run_mesh(train_cfg.devices, config.replicas, train_cfg.replica_devices))
+    out = 1 if model_cfg.loss == "binary_cross_entropy" else data.num_classes
     steps = n_train // batch
-    privacy = _privacy.plan(config["privacy"], n_train, batch, train_cfg["epochs"] * steps, not train_cfg["batch_size"],
+    privacy = _privacy.plan(config.privacy, n_train, batch, train_cfg.epochs * steps,
                             1 if mesh is None else mesh.shape["data"])
-    config["optimizer"] = resolve_schedule(config["optimizer"], train_cfg["epochs"] * steps)
-    rates = learning_rates(config["optimizer"])
-    spec = {"sizes": [data.x_train.shape[1], *model_cfg["hidden"], out], "activation": model_cfg["activation"],
-            "loss": model_cfg["loss"], "optimizer": {**config["optimizer"], "learning_rate": 1.0}, "batch": batch,
-            "per_example": train_cfg["per_example"], "replicas": train_cfg["replicas"], "rates": len(rates),
-            "rule": model_cfg["rule"], "precision": train_cfg["precision"],
-            "privacy": privacy and {**privacy, "seed": train_cfg["seed"], "steps": steps}}
-    activation = model_cfg["activation"]
-    names = [activation] * len(model_cfg["hidden"]) if isinstance(activation, str) else activation
-    probe(names, model_cfg["hidden"], model_cfg["loss"], out)  # a plugin's wrong shape named here, abstractly
-    plugins = (get_loss(model_cfg["loss"]), *map(get_activation, names), get_rule(model_cfg["rule"]))
-    model, optimizer, init, epoch, replicas = programs(json.dumps(spec, sort_keys=True), plugins, mesh)
-    rates = jnp.asarray(rates * (replicas // len(rates)))  # each replica's peak learning rate
+    optimizer_cfg = config.optimizer.resolved(train_cfg.epochs * steps)
+    config = dataclasses.replace(config, data=data_cfg, optimizer=optimizer_cfg, privacy=config.privacy if not privacy
+                                 else dataclasses.replace(config.privacy, noise_multiplier=privacy["noise_multiplier"]))
+    spec = Spec((data.x_train.shape[1], *model_cfg.hidden, out), model_cfg.activation, model_cfg.loss, model_cfg.rule,
+                dataclasses.replace(optimizer_cfg, learning_rate=1.0), batch, train_cfg.per_example,
+                train_cfg.replicas, len(optimizer_cfg.rates), train_cfg.precision,
+                privacy and tuple(sorted({**privacy, "seed": train_cfg.seed, "steps": steps}.items())))
+    probe(list(model_cfg.activations), list(model_cfg.hidden), model_cfg.loss, out)  # a plugin's wrong shape named here
+    plugins = (get_loss(model_cfg.loss), *map(get_activation, model_cfg.activations), get_rule(model_cfg.rule))
+    model, optimizer, init, epoch, replicas = programs(spec, plugins, mesh)
+    rates = jnp.asarray(optimizer_cfg.rates * (replicas // len(optimizer_cfg.rates)))  # each replica's peak rate
     return Run(config, data, model, optimizer, lambda key: init(key, rates), epoch, steps, replicas, privacy, mesh)
+
+
+def resolved_data(section: DataConfig, n: int) -> DataConfig:
+    """The [data] section with the dataset's size and, for a generator, its defaults written in."""
+    section = dataclasses.replace(section, n=n)
+    if section.name in _synthetic.GENERATORS:  # write the generator's defaults into the resolved config
+        _, _, noise, defaults = _synthetic.GENERATORS[section.name]
+        filled = {"noise": noise, **defaults}
+        section = dataclasses.replace(section, **{k: v for k, v in filled.items() if getattr(section, k) is None})
+    return section

@@ -48,7 +48,7 @@ def write_final(run_dir: str, run, rows: list[dict], params, which: dict, summar
     arrays = {name: np.asarray(leaf) for name, leaf in named_leaves("params", params).items()}
     save_trees(os.path.join(run_dir, _runlog.PARAMS), {"params": params},
                {"replicas": run.replicas, **identity, **which})
-    if run.config["train"]["plots"]:
+    if run.config.train.plots:
         first = jax.tree.map(lambda leaf: leaf[0], params) if run.replicas > 1 else params
         try:
             save_plots(run_dir, rows, run.model, first, run.data, note, replica_labels(run.config, run.replicas))

@@ -18,9 +18,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..config import RunConfig
 from ..errors import CheckpointError, ConfigError, DivergenceError, Terminated
 
 ON_NONFINITE = ("stop", "continue")
+RESUMABLE = ("train.epochs", "train.checkpoint_every", "train.plots", "train.on_nonfinite",  # --set on --resume
+             "train.devices", "train.replica_devices", "train.final_params")
 FLAG = "nonfinite"  # a metrics row or summary lists here the names whose values were NaN/Inf (written as null)
 
 
@@ -72,7 +75,7 @@ def from_json(data):
     return math.nan if data is None else data
 
 
-def diverged(epoch: int, names: list[str], kept_epoch: int, checkpoint: str | None, config: dict,
+def diverged(epoch: int, names: list[str], kept_epoch: int, checkpoint: str | None, config: RunConfig,
              blame: str | None = None) -> DivergenceError:
     """The divergence error; ``blame`` (a backward's fault, found at the last finite params) replaces the advice
     to lower the learning rate."""
@@ -83,8 +86,12 @@ def diverged(epoch: int, names: list[str], kept_epoch: int, checkpoint: str | No
                                f"{blame[0].upper()}{blame[1:]}")
     return DivergenceError(
         f"training diverged at epoch {epoch}: {', '.join(names)} became NaN/Inf; {where}. Lower "
-        f"optimizer.learning_rate (now {config['optimizer']['learning_rate']}) and start a new run, or set "
+        f"optimizer.learning_rate (now {_shown(config.optimizer.learning_rate)}) and start a new run, or set "
         f"train.on_nonfinite = \"continue\" to train on regardless")
+
+
+def _shown(value):
+    return list(value) if isinstance(value, tuple) else value  # as in config.toml
 
 
 def require_finite(state, path: str) -> None:
@@ -94,33 +101,47 @@ def require_finite(state, path: str) -> None:
                               f"cannot be resumed. Start a new run with a lower optimizer.learning_rate")
 
 
-def _flat(config: dict) -> dict[str, str]:
-    return {f"{section}.{key}": json.dumps(value, sort_keys=True)
-            for section, table in config.items() for key, value in table.items()}
+def _flat(config: dict, prefix: str = "") -> dict[str, str]:
+    """Dotted key -> its value as JSON; a nested table's keys are dotted further (train.early_stopping.patience)."""
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = json.dumps(value, sort_keys=True)
+    return flat
 
 
-def fingerprint(config: dict, resumable) -> str:
+def fingerprint(config: RunConfig | dict, resumable=RESUMABLE) -> str:
     """sha256 of the resolved config, leaving out the keys that may change on resume."""
+    config = config.to_dict() if isinstance(config, RunConfig) else config
     kept = {key: value for key, value in _flat(config).items() if key not in resumable}
     return hashlib.sha256(json.dumps(kept, sort_keys=True).encode()).hexdigest()
 
 
-def config_meta(config: dict, resumable) -> dict:
+def config_meta(config: RunConfig) -> dict:
     """What a checkpoint's metadata carries of its config: the fingerprint and the resolved config itself."""
-    return {"config_sha256": fingerprint(config, resumable), "config": config}
+    return {"config_sha256": fingerprint(config), "config": config.to_dict()}
 
 
-def check_same_config(meta: dict, config: dict, resumable, run_dir: str) -> None:
-    """Refuse ``--resume`` when config.toml was edited since the checkpoint (apart from ``resumable`` keys)."""
-    if "config_sha256" not in meta or meta["config_sha256"] == fingerprint(config, resumable):
+def check_same_config(meta: dict, config: RunConfig, run_dir: str) -> None:
+    """Refuse ``--resume`` when config.toml was edited since the checkpoint (apart from RESUMABLE keys).
+
+    A key the checkpoint's config lacks (one added to jaxbp since) is the same when it is at its default.
+    """
+    if "config_sha256" not in meta or meta["config_sha256"] == fingerprint(config):
         return  # a checkpoint from before fingerprints cannot be compared
-    stored, now = _flat(meta.get("config", {})), _flat(config)
+    stored, now, default = _flat(meta.get("config", {})), _flat(config.to_dict()), _flat(RunConfig().to_dict())
     changed = [f"{key} ({stored[key]} in the checkpoint, {now.get(key, 'absent')} now)"
-               for key in sorted(stored) if key not in resumable and stored[key] != now.get(key)]
+               for key in sorted(stored) if key not in RESUMABLE and stored[key] != now.get(key)]
+    added = [f"{key} (absent in the checkpoint, {now[key]} now)" for key in sorted(set(now) - set(stored))
+             if key not in RESUMABLE and now[key] != default.get(key)]
+    if stored and not changed and not added:
+        return  # only keys added since, at their defaults
     raise ConfigError(
         f"{run_dir}/config.toml differs from the config its checkpoint was trained under: "
-        f"{'; '.join(changed) or 'the fingerprint differs'}. --resume continues the same run (it may change only "
-        f"{', '.join(resumable)}): undo the edit, or start a new run with --config {run_dir}/config.toml --out NEW_DIR")
+        f"{'; '.join(changed + added) if stored else 'the fingerprint differs'}. --resume continues the same run (it may change only "
+        f"{', '.join(RESUMABLE)}): undo the edit, or start a new run with --config {run_dir}/config.toml --out NEW_DIR")
 
 
 @contextlib.contextmanager

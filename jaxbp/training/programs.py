@@ -3,34 +3,50 @@
 from __future__ import annotations
 
 import functools
-import json
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
+from ..config import OptimizerConfig
 from ..networks import mlp
 from ..plugins.rules import trainable
 from ..privacy import fold_noise, private_optimizer
 from ..privacy import training as _privacy
 from ..scale.precision import get_policy, mixed_precision
-from .config import make_optimizer
+from .optimizer import make_optimizer
 from .epochs import make_epoch_fn
 
 
+class Spec(NamedTuple):
+    """What a run's compiled programs depend on; the learning rates are data (in the optimizer state), not part of it."""
+
+    sizes: tuple[int, ...]
+    activation: str | tuple[str, ...]
+    loss: str
+    rule: str
+    optimizer: OptimizerConfig  # learning_rate 1.0
+    batch: int
+    per_example: bool
+    replicas: int  # train.replicas: seeds that differ
+    rates: int  # how many learning rates
+    precision: str
+    privacy: tuple | None  # the private run's settings as (key, value) pairs, with its seed and steps per epoch
+
+
 @functools.lru_cache(maxsize=8)
-def programs(spec: str, plugins: tuple, mesh=None):
-    """Model, optimizer and jitted init and epoch for one spec (learning rates are data, not part of it), kept
-    so that runs of one shape in a process (sweeps, resume) compile once; the registered plugins are in the
-    key, so re-registering a name rebuilds."""
+def programs(spec: Spec, plugins: tuple, mesh=None):
+    """Model, optimizer and jitted init and epoch for one spec, kept so that runs of one shape in a process
+    (sweeps, resume) compile once; the registered plugins are in the key, so re-registering a name rebuilds."""
     del plugins
-    spec = json.loads(spec)
-    private = spec["privacy"] and _privacy.dp_config(spec["privacy"], spec["privacy"]["seed"])
-    model = mlp(spec["sizes"], spec["activation"], spec["loss"], spec["rule"])
-    optimizer = make_optimizer(spec["optimizer"], private and functools.partial(private_optimizer, privacy=private))
-    policy = get_policy(spec["precision"])  # float32: the model as it is, the program unchanged
-    model = model if spec["precision"] == "float32" else mixed_precision(model, policy)
-    replicas = max(spec["replicas"], spec["rates"])
-    offsets = jnp.arange(replicas) if spec["replicas"] > 1 else jnp.zeros(replicas, int)
+    private_plan = spec.privacy and dict(spec.privacy)
+    private = private_plan and _privacy.dp_config(private_plan, private_plan["seed"])
+    model = mlp(list(spec.sizes), spec.activation, spec.loss, spec.rule)
+    optimizer = make_optimizer(spec.optimizer, private and functools.partial(private_optimizer, privacy=private))
+    policy = get_policy(spec.precision)  # float32: the model as it is, the program unchanged
+    model = model if spec.precision == "float32" else mixed_precision(model, policy)
+    replicas = max(spec.replicas, spec.rates)
+    offsets = jnp.arange(replicas) if spec.replicas > 1 else jnp.zeros(replicas, int)
 
     def init(run_key, rates):
         init_key, _ = jax.random.split(run_key)
@@ -40,6 +56,6 @@ def programs(spec: str, plugins: tuple, mesh=None):
         lr = rates.astype(opt_state.hyperparams["learning_rate"].dtype)
         return params, opt_state._replace(hyperparams={**opt_state.hyperparams, "learning_rate": lr})
 
-    epoch = make_epoch_fn(model, optimizer, spec["batch"], per_example=spec["per_example"], privacy=private,
-                          sample=private and _privacy.sampler(spec["privacy"], spec["privacy"]["steps"]), mesh=mesh)
+    epoch = make_epoch_fn(model, optimizer, spec.batch, per_example=spec.per_example, privacy=private,
+                          sample=private and _privacy.sampler(private_plan, private_plan["steps"]), mesh=mesh)
     return model, optimizer, jax.jit(init), epoch, replicas

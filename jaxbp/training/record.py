@@ -14,31 +14,30 @@ import os
 
 from ..datasets.preprocess import Standardize
 from ..errors import CheckpointError
+from ..config import RunConfig, as_table, load_config
 from ..boundary.files import write_atomic
 from .build import build
-from .config import learning_rates, load_config
 from .runlog import RECORD
 
 FORMAT, VERSION = "jaxbp-run", 2  # 2: a sha256 of its own content, the run identity, the params digest
 
 
-def replica_labels(config: dict, replicas: int) -> list[str]:
+def replica_labels(config: RunConfig, replicas: int) -> list[str]:
     """What tells replica r apart: its learning rate (a list of rates) and/or its seed offset (train.replicas > 1)."""
-    rates = learning_rates(config["optimizer"])
-    rates = rates * (replicas // len(rates))
-    seeds = config["train"]["replicas"] > 1
+    rates = config.optimizer.rates * (replicas // len(config.optimizer.rates))
+    seeds = config.train.replicas > 1
     return [" ".join(([f"lr {rates[r]:g}"] if len(set(rates)) > 1 else []) + ([f"seed +{r}"] if seeds else []))
             or f"replica {r}" for r in range(replicas)]
 
 
-def make_record(config: dict, data, model, replicas: int, plugins=()) -> dict:
-    hidden = config["model"]["hidden"]
-    spec = {"sizes": [model.d_in, *hidden, model.d_out],
-            **{key: value for key, value in config["model"].items() if key != "hidden" and value is not None}}
+def make_record(config: RunConfig, data, model, replicas: int, plugins=()) -> dict:
+    spec = {"sizes": [model.d_in, *config.model.hidden, model.d_out],
+            **{key: value for key, value in as_table(config.model).items()
+               if key not in ("hidden", "layers") and value is not None}}  # what jaxbp.mlp takes besides the sizes
     return {"format": FORMAT, "version": VERSION, "model": spec,
             "standardize": None if data.standardize is None else data.standardize.to_json(),
             "classes": list(data.classes), "features": list(data.features),
-            "label_column": config["data"].get("label_column"), "dataset": data.name,
+            "label_column": config.data.label_column, "dataset": data.name,
             "plugins": list(plugins), "replicas": replicas, "replica_labels": replica_labels(config, replicas)}
 
 

@@ -1,0 +1,41 @@
+"""A run's config: one frozen dataclass per section, read and checked once at the door, then read as fields.
+
+``load_config(source, overrides)`` takes the defaults, a TOML file, a dict or a ``RunConfig``, and
+``--set`` overrides, and returns a ``RunConfig`` (``config.train.epochs``); nothing past it looks a
+key up by string. ``to_toml`` writes it back; ``print_config`` shows every key, the unset ones too.
+
+How to add a key (``sections.py``): one line in its section's dataclass, with its default and checks::
+
+    patience: int = setting(5, at_least(1))                    # train.patience; --set train.patience=3
+
+The annotation sets the accepted type and the type error; the checks (``fields.py``: ``at_least``,
+``above``, ``one_of``, ``in_range``, ``each_at_least``, or any ``(dotted_key, value) -> None``) say
+the range; ``X | None = setting(None, help=...)`` is a key the run fills in. The default must keep
+today's behaviour: a checkpoint whose config lacks the key then resumes (it counts as the default).
+A check across keys goes in the section's ``finish``; across sections, in ``RunConfig.finish``.
+
+How to add a nested table, e.g. ``[train.early_stopping]``: a frozen dataclass of its keys and one
+field of that type, ``early_stopping: EarlyStopping = setting(EarlyStopping())``; its keys are
+``train.early_stopping.patience`` in errors and in ``--set``. A list of tables, e.g.
+``[[model.layers]]``: ``layers: tuple[LayerSpec, ...] = setting(())``. A new section: a dataclass in
+``sections.py`` and a field of ``RunConfig``. Plugin names (activation, loss, rule, a layer's kind)
+are looked up when the run is built, after ``--plugins`` are imported.
+"""
+
+from .fields import setting as setting
+from .fields import write as as_table
+from .load import SECTIONS as SECTIONS
+from .load import load_config as load_config
+from .load import parse_override as parse_override
+from .load import print_config as print_config
+from .load import read_toml as read_toml
+from .load import to_toml as to_toml
+from .sections import OPTIMIZERS as OPTIMIZERS
+from .sections import SCHEDULES as SCHEDULES
+from .sections import DataConfig as DataConfig
+from .sections import LayerSpec as LayerSpec
+from .sections import ModelConfig as ModelConfig
+from .sections import OptimizerConfig as OptimizerConfig
+from .sections import PrivacyConfig as PrivacyConfig
+from .sections import RunConfig as RunConfig
+from .sections import TrainConfig as TrainConfig
