@@ -198,3 +198,20 @@ def test_a_nested_table_and_a_list_of_tables_are_one_field_each(monkeypatch):
     assert parse_override("train.early_stopping.patience=7") == ("train", "early_stopping.patience", 7)
     with pytest.raises(ConfigError, match="use --set section.key=value"):
         parse_override("train.epochs.x=7")
+
+
+def test_a_checkpoint_from_before_a_key_existed_resumes_while_the_key_is_at_its_default():
+    """A key added later (here model.layers) is absent from old checkpoints' configs: same run at its default."""
+    from jaxbp.training.guard import check_same_config, config_meta, fingerprint
+
+    config = load_config(None, ["data.name=moons", "train.epochs=3"])
+    old = config_meta(config)
+    del old["config"]["model"]["layers"]
+    old["config_sha256"] = fingerprint(old["config"])  # what the older jaxbp stored
+    check_same_config(old, config, "runs/a")  # the fingerprints differ, the configs do not
+    check_same_config(old, load_config(config, ["train.epochs=9"]), "runs/a")  # a resumable key may change
+    layered = load_config(config, ['model.layers=[{kind = "dense", features = 3}]'])
+    with pytest.raises(ConfigError, match=r"model.layers \(absent in the checkpoint, .*dense.* now\)"):
+        check_same_config(old, layered, "runs/a")
+    with pytest.raises(ConfigError, match=r'data.name \("moons" in the checkpoint, "spiral" now\)'):
+        check_same_config(old, load_config(config, ["data.name=spiral"]), "runs/a")
