@@ -4,7 +4,7 @@
 ``--set`` overrides, and returns a ``RunConfig`` (``config.train.epochs``); nothing past it looks a
 key up by string. ``to_toml`` writes it back; ``print_config`` shows every key, the unset ones too.
 
-How to add a key (``sections.py``): one line in its section's dataclass, with its default and checks::
+How to add a key (``sections.py``; the optimizer's in ``optimizer.py``): one line in its section's dataclass, with its default and checks::
 
     patience: int = setting(5, at_least(1))                    # train.patience; --set train.patience=3
 
@@ -30,12 +30,12 @@ from .load import parse_override as parse_override
 from .load import print_config as print_config
 from .load import read_toml as read_toml
 from .load import to_toml as to_toml
-from .sections import OPTIMIZERS as OPTIMIZERS
-from .sections import SCHEDULES as SCHEDULES
+from .optimizer import OPTIMIZERS as OPTIMIZERS
+from .optimizer import SCHEDULES as SCHEDULES
+from .optimizer import OptimizerConfig as OptimizerConfig
 from .sections import DataConfig as DataConfig
 from .sections import LayerSpec as LayerSpec
 from .sections import ModelConfig as ModelConfig
-from .sections import OptimizerConfig as OptimizerConfig
 from .sections import PrivacyConfig as PrivacyConfig
 from .sections import RunConfig as RunConfig
 from .sections import TrainConfig as TrainConfig
