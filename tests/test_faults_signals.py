@@ -109,3 +109,25 @@ def test_two_quick_ctrl_cs_print_one_line_and_keep_the_checkpoint(tmp_path):
         assert process.wait(timeout=60) == 130
     assert err.read_text() == "jaxbp: interrupted\n"
     assert read_meta(str(run / "checkpoint.npz"))["epoch"] >= 2
+
+
+WATCHED = """
+import importlib, signal, sys, time
+importlib.import_module("jaxbp.cli.main")._watch_signals()
+signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit("handled: the main thread was not busy"))
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})  # as if inside XLA: no handler runs here
+print("busy", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_signal_ends_the_program_within_seconds_while_the_main_thread_is_busy(signum=signal.SIGTERM, code=143):
+    """Planted: without the watcher the program sleeps its 60 s and the 30 s timeout fails the test."""
+    process = subprocess.Popen([sys.executable, "-c", WATCHED], env={**ENV, "JAXBP_STOP_GRACE_S": "1"}, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline() == "busy\n"
+    sent = time.monotonic()
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=30)
+    assert process.returncode == code and time.monotonic() - sent < 10
+    assert err.count("\n") == 1 and "while busy in a compile or device transfer" in err

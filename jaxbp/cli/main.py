@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import JaxbpError, Terminated
 from ..boundary.files import describe_error
+from ..training.guard import STOPPING
 
 COMMANDS = {
     "check": ("jaxbp.cli.check", "prove every registered plugin and a suite of networks equal to jax.grad"),
@@ -41,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """The command line; ``argv`` None (the program itself) also makes a late Ctrl-C quiet (see ``_quiet_exit``)."""
+    if argv is None and threading.current_thread() is threading.main_thread():
+        _watch_signals()
     try:
         return _main(argv)
     except KeyboardInterrupt:  # a second Ctrl-C while the first was being reported
@@ -49,6 +52,37 @@ def main(argv=None) -> int:
     finally:
         if argv is None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, _quiet_exit)
+
+
+STOP_GRACE_S = float(os.environ.get("JAXBP_STOP_GRACE_S", 5.0))  # how long a signal may wait for a busy main thread
+
+
+def _watch_signals() -> None:
+    """Ctrl-C and SIGTERM end the program within seconds, even while the main thread waits inside XLA (a long
+    compile, a device transfer), where Python's handlers cannot run: the kernel's signal also goes to a pipe
+    (``signal.set_wakeup_fd``) that a thread watches. When the main thread handles the signal within
+    ``STOP_GRACE_S`` the usual path saves the finished epochs; when it does not, the watcher ends the process
+    (exit 130 or 143): the checkpoint on disk keeps the epochs saved before, and a resume continues from it."""
+    read, write = os.pipe()
+    os.set_blocking(write, False)
+    signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+
+    def interrupt(signum, frame):
+        STOPPING.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+
+    def watch():
+        while True:
+            signals = [s for s in os.read(read, 64) if s in (signal.SIGINT, signal.SIGTERM)]
+            if signals and not STOPPING.wait(STOP_GRACE_S):
+                name = "terminated" if signals[0] == signal.SIGTERM else "interrupted"
+                os.write(2, f"jaxbp: {name} while busy in a compile or device transfer ({STOP_GRACE_S:g} s without "
+                            f"reaching a point to save); the checkpoint keeps the epochs saved before\n".encode())
+                os._exit(143 if signals[0] == signal.SIGTERM else 130)
+
+    threading.Thread(target=watch, name="jaxbp-signal-watch", daemon=True).start()
 
 
 def _quiet_exit(signum, frame) -> None:

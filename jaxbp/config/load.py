@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import itertools
 import os
 import tomllib
 
@@ -55,6 +56,9 @@ def read_toml(path) -> dict:
     except FileNotFoundError:
         raise ConfigError(f"config file {path!r} not found; check the path (start from `jaxbp train --out DIR`'s "
                           f"DIR/config.toml for a complete example)") from None
+    except RecursionError:
+        raise ConfigError(f"config file {path!r} nests arrays or tables too deeply to read; no config key takes "
+                          f"more than a list of numbers or names") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"config file {path!r} is not valid TOML: {error}; fix that line") from None
     except (OSError, UnicodeDecodeError) as error:
@@ -73,6 +77,9 @@ def _nested_table(path: list[str]) -> bool:
     return True
 
 
+MAX_NESTING = 8  # brackets in one --set value (a list of tables of lists is 3)
+
+
 def parse_override(text: str) -> tuple[str, str, object]:
     """``"train.epochs=50"`` -> ("train", "epochs", 50); the value is a TOML value, or else a bare string.
 
@@ -84,9 +91,13 @@ def parse_override(text: str) -> tuple[str, str, object]:
             or (len(parts) > 2 and not _nested_table(parts[:-1]))):
         raise ConfigError(f"bad --set {text!r}: use --set section.key=value, e.g. --set train.epochs=50 "
                           f"(sections: {', '.join(SECTIONS)})")
+    depth = max(itertools.accumulate((c in "[{") - (c in "]}") for c in value), default=0)
+    if depth > MAX_NESTING:  # tomllib would recurse once per level: refuse before it can overflow the stack
+        raise ConfigError(f"bad --set {dotted.strip()}: the value nests {depth} levels of brackets; no config key "
+                          f"takes more than {MAX_NESTING}")
     try:
         value = tomllib.loads(f"v = {value.strip()}")["v"]
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         value = value.strip()  # a bare word such as moons or relu
     return parts[0], ".".join(parts[1:]), value
 

@@ -26,6 +26,7 @@ from ..privacy import training as _privacy
 from ..scale import cluster as _cluster
 from ..scale.precision import with_inputs_in
 from ..scale.sharded import check_batch_split
+from . import resources
 from .programs import Spec, programs
 
 
@@ -73,6 +74,11 @@ def build(config: RunConfig) -> Run:
                 dataclasses.replace(optimizer_cfg, learning_rate=1.0), batch, train_cfg.per_example,
                 train_cfg.replicas, len(optimizer_cfg.rates), train_cfg.precision,
                 privacy and tuple(sorted({**privacy, "seed": train_cfg.seed, "steps": steps}.items())))
+    resources.check([data.x_train.shape[1], *model_cfg.hidden, out], replicas=max(train_cfg.replicas,
+                    len(optimizer_cfg.rates)), rows=max(batch, n_train, data.x_test.shape[0]), batch=batch, n=data_cfg.n,
+                    optimizer={"name": optimizer_cfg.name, "momentum": getattr(optimizer_cfg, "momentum", None)},
+                    itemsize=8 if train_cfg.precision == "float64" else 4,
+                    per_example=bool(train_cfg.per_example or privacy), devices=1 if mesh is None else mesh.size)
     probe(list(model_cfg.activations), list(model_cfg.hidden), model_cfg.loss, out)  # a plugin's wrong shape named here
     plugins = (get_loss(model_cfg.loss), *map(get_activation, model_cfg.activations), get_rule(model_cfg.rule))
     model, optimizer, init, epoch, replicas = programs(spec, plugins, mesh)

@@ -24,6 +24,7 @@ from ..errors import CheckpointError, ConfigError, DivergenceError, Terminated
 ON_NONFINITE = ("stop", "continue")
 RESUMABLE = ("train.epochs", "train.checkpoint_every", "train.plots", "train.on_nonfinite",  # --set on --resume
              "train.devices", "train.replica_devices", "train.final_params")
+STOPPING = threading.Event()  # set when a signal reaches the main thread (see jaxbp.cli.main's watchdog)
 FLAG = "nonfinite"  # a metrics row or summary lists here the names whose values were NaN/Inf (written as null)
 
 
@@ -159,6 +160,7 @@ def interrupts(several: bool = False):
     fired = []
 
     def handler(signum, frame):
+        STOPPING.set()  # the main thread runs Python again: the command line's watchdog stands down
         if not fired:
             fired.append(Terminated("terminated by SIGTERM") if signum == signal.SIGTERM else KeyboardInterrupt())
             if not several:
