@@ -12,7 +12,7 @@ import pytest
 import jaxbp
 from jaxbp.cli import main
 from jaxbp.training import resources
-from jaxbp.training.config import parse_override
+from jaxbp.config.load import parse_override
 
 SMALL = ["data.name=moons", "data.n=64", "train.epochs=1", "train.plots=false"]
 
