@@ -137,6 +137,9 @@ def run(args) -> int:
     if accelerator:
         notes.append(bench_accelerator.TF32_NOTE if gpu_torch is not None else "PyTorch sees no CUDA device here (or "
                      "is not installed) and numpy runs on the CPU only, so this suite times jaxbp, jax.grad and the matmul.")
+    if gpu_torch is not None and env.get("XLA_PYTHON_CLIENT_PREALLOCATE") != "false":
+        notes.append("JAX took 75% of the GPU's memory at start and PyTorch shared the rest; with "
+                     "XLA_PYTHON_CLIENT_PREALLOCATE=false both allocate on demand.")
     if "private" in parts:
         results["private"] = bench_accelerator.private_rows(batches, rounds=rounds, block_s=block_s)
     if "fused" in parts:

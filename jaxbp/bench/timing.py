@@ -217,6 +217,7 @@ def environment() -> dict:
         "cpu": _cpu_model(),
         "cpu_count": os.cpu_count(),
         "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
+        "XLA_PYTHON_CLIENT_PREALLOCATE": os.environ.get("XLA_PYTHON_CLIENT_PREALLOCATE"),
         "load_average": [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None,
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
