@@ -141,7 +141,7 @@ NOISE_BLOCK = 131072  # numbers per draw on the CPU
 
 def _blocks(u) -> tuple[int, int]:
     """(count, rows): ``u``'s first axis in ``count`` blocks of ``rows`` rows, as many rows as fit in NOISE_BLOCK
-    numbers (at least one); the last block may run over the end of the axis."""
+    numbers (at least one); the last block holds the rest, which may be fewer."""
     lead = u.shape[0]
     rows = min(lead, max(1, NOISE_BLOCK // max(1, u.size // lead)))
     return -(-lead // rows), rows
@@ -163,22 +163,25 @@ def _noise_blocked(key, u, std):
     u = jax.lax.fori_loop(0, full, add, u) if full > 1 else add(0, u)
     if full == count:
         return u
-    last = std * jax.random.normal(keys[full], (rows,) + tail, u.dtype)  # a whole block, cut to the rest
-    return u.at[full * rows:].add(last[:u.shape[0] - full * rows])
+    return u.at[full * rows:].add(std * jax.random.normal(keys[full], (u.shape[0] - full * rows,) + tail, u.dtype))
 
 
 def _noise_at_once(key, u, std):
-    """The accelerator draw: the same blocks, vmapped over their keys into one generator call (a loop of draws
-    is a chain of serial kernel launches there); the numbers equal ``_noise_blocked``'s."""
+    """The accelerator draw: the same blocks, the whole ones vmapped over their keys into one generator call and
+    a shorter last one in a second (a loop of draws is a chain of serial kernel launches there); the numbers
+    equal ``_noise_blocked``'s."""
     (count, rows), tail = _blocks(u), u.shape[1:]
     if count == 1:
         return u + std * jax.random.normal(key, u.shape, u.dtype)
-    noise = jax.vmap(lambda k: jax.random.normal(k, (rows,) + tail, u.dtype))(jax.random.split(key, count))
-    return u + std * noise.reshape((count * rows,) + tail)[:u.shape[0]]
+    keys, full = jax.random.split(key, count), u.shape[0] // rows
+    noise = [jax.vmap(lambda k: jax.random.normal(k, (rows,) + tail, u.dtype))(keys[:full]).reshape((-1,) + tail)]
+    if full < count:
+        noise.append(jax.random.normal(keys[full], (u.shape[0] - full * rows,) + tail, u.dtype))
+    return u + std * jnp.concatenate(noise) if len(noise) > 1 else u + std * noise[0]
 
 
 def _add_noise(key, u, std) -> jax.Array:
-    """``u + std * N(0, 1)``: blocked on the CPU (memory), one call elsewhere (time), the same numbers on both.
+    """``u + std * N(0, 1)``: block by block on the CPU (memory), all at once elsewhere (time), the same numbers.
 
     The draws use JAX's original threefry layout, two numbers per hash instead of the partitionable one's
     one (the parameters are replicated, so the partitionable layout buys nothing here). Measured on the
