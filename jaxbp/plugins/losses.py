@@ -1,9 +1,9 @@
 """Loss plugins, each fused with its output nonlinearity and written for ONE example.
 
 ``value(z, y) -> scalar`` and ``backward(z, y) -> dJ/dz``, with z the last layer's
-pre-activation (k,) and y the target (k,). All three built-ins share the notes' shortcut
-dJ/dz = a - y. ``link(z) -> a`` is the fused nonlinearity, ``encode(y, k) -> (n, k)``
-turns a user's labels into float targets at the boundary.
+pre-activation (k,) and y the target (k,). The cross-entropies and mse share the notes' shortcut
+dJ/dz = a - y; the hinges (CS231n's SVM) are piecewise linear, with kinks. ``link(z) -> a`` is the
+fused nonlinearity, ``encode(y, k) -> (n, k)`` turns a user's labels into float targets at the boundary.
 """
 
 from __future__ import annotations
@@ -51,29 +51,45 @@ def get_loss(name: str) -> Loss:
     return LOSSES.get(name)
 
 
-def _class_targets(y, k: int) -> jax.Array:
-    """Int labels (n,) -> one-hot (n, k); (n, k) probabilities pass through."""
+BINARY = ("binary_cross_entropy", "binary_hinge")  # one output, the class is z > 0
+
+
+def output_size(name: str, num_classes: int) -> int:
+    """The last layer's width for ``num_classes`` classes: 1 for a binary loss, else one per class."""
+    return 1 if name in BINARY else num_classes
+
+
+def class_targets(y, k: int, name: str = "this loss") -> jax.Array:
+    """Int labels (n,) -> one-hot (n, k); (n, k) class weights (one-hot or soft, >= 0) pass through."""
     y = jnp.asarray(y)
     if y.ndim == 1 and jnp.issubdtype(y.dtype, jnp.integer):
         check_int_labels(y, k)
         return jax.nn.one_hot(y, k, dtype=jnp.result_type(float))
     if y.ndim == 1:
-        raise ShapeError(f"softmax_cross_entropy labels of shape {y.shape} must be ints 0..{k - 1}, got dtype {y.dtype}")
+        raise ShapeError(f"{name} labels of shape {y.shape} must be ints 0..{k - 1}, got dtype {y.dtype}")
     targets = float_targets(y, k)
-    check_range("softmax_cross_entropy target", targets, 0.0, jnp.inf, "class weights must be >= 0 (soft labels)")
+    check_range(f"{name} target", targets, 0.0, jnp.inf, "class weights must be >= 0 (soft labels)")
     return targets
 
 
-def _binary_targets(y, k: int) -> jax.Array:
-    """0/1 labels (n,) or (n, 1) -> (n, 1) floats."""
+def binary_targets(y, k: int, name: str = "this loss") -> jax.Array:
+    """0/1 labels (n,) or (n, 1) -> (n, 1) floats in [0, 1]."""
     y = jnp.asarray(y)
     if y.ndim == 1:
         y = y[:, None]
     if jnp.issubdtype(y.dtype, jnp.integer):
         check_int_labels(y, 2)
     targets = float_targets(y, k)
-    check_range("binary_cross_entropy target", targets, 0.0, 1.0, "targets are probabilities in [0, 1]")
+    check_range(f"{name} target", targets, 0.0, 1.0, "targets are probabilities in [0, 1]")
     return targets
+
+
+def _value_targets(y, k: int) -> jax.Array:
+    """mse: int class labels (n,) -> one-hot (the notes' squared error on a classifier); floats as given."""
+    y = jnp.asarray(y)
+    if y.ndim == 1 and jnp.issubdtype(y.dtype, jnp.integer) and k > 1:
+        return class_targets(y, k, "mse")
+    return float_targets(y, k)
 
 
 register_loss(
@@ -83,7 +99,7 @@ register_loss(
     # dJ/dz = a - y, written as (1 - y) sigma(z) - y sigma(-z) so it does not round to 0 in float32
     backward=lambda z, y: (1 - y) * jax.nn.sigmoid(z) - y * jax.nn.sigmoid(-z),
     link=jax.nn.sigmoid,
-    encode=_binary_targets,
+    encode=lambda y, k: binary_targets(y, k, "binary_cross_entropy"),
 )
 
 
@@ -100,10 +116,45 @@ register_loss(
     # dJ/dz = a sum(y) - y, which is the notes' a - y whenever y is a distribution (one-hot or soft)
     backward=lambda z, y: jnp.exp(z - _log_sum_exp(z)) * jnp.sum(y) - y,
     link=jax.nn.softmax,
-    encode=_class_targets,
+    encode=lambda y, k: class_targets(y, k, "softmax_cross_entropy"),
 )
 register_loss(
     "mse",
     value=lambda z, y: 0.5 * jnp.sum((z - y) ** 2),  # J = 1/2 ||a - y||^2, a = z
     backward=lambda z, y: z - y,  # dJ/dz = a - y
+    encode=_value_targets,
+)
+
+
+def _margins(z) -> jax.Array:
+    """m[c, j] = z_j - z_c + 1: class j's margin violation when c is the true class (CS231n's delta = 1)."""
+    return z[None, :] - z[:, None] + 1.0
+
+
+def _off_diagonal(z) -> jax.Array:
+    return 1.0 - jnp.eye(z.shape[0], dtype=z.dtype)
+
+
+def _multiclass_hinge_backward(z, y):
+    active = (_margins(z) > 0) * _off_diagonal(z)  # M[c, j] = 1 where the margin of j against c is violated
+    # dJ/dz_j = sum_c y_c M[c, j]  (z_j pushed down)  -  y_j sum_i M[j, i]  (the true class pushed up by each)
+    return y @ active - y * jnp.sum(active, axis=1)
+
+
+register_loss(
+    "multiclass_hinge",
+    # J = sum_c y_c sum_{j != c} max(0, z_j - z_c + 1): CS231n's SVM loss for one-hot y, its expectation for soft y
+    value=lambda z, y: jnp.sum(y[:, None] * _off_diagonal(z) * jax.nn.relu(_margins(z))),
+    backward=_multiclass_hinge_backward,
+    encode=lambda y, k: class_targets(y, k, "multiclass_hinge"),
+    smooth=False,
+)
+register_loss(
+    "binary_hinge",
+    # J = max(0, 1 - s z) with the sign s = 2y - 1 in {-1, +1} of a 0/1 label y; the class is z > 0
+    value=lambda z, y: jnp.sum(jax.nn.relu(1.0 - (2 * y - 1) * z)),
+    # dJ/dz = -s where the margin s z < 1 is violated, else 0 (0 at the kink itself, as jax.grad's relu)
+    backward=lambda z, y: jnp.where((2 * y - 1) * z < 1.0, -(2 * y - 1), 0.0).astype(z.dtype),
+    encode=lambda y, k: binary_targets(y, k, "binary_hinge"),
+    smooth=False,
 )

@@ -19,7 +19,7 @@ from ..datasets import synthetic as _synthetic
 from ..errors import ConfigError
 from ..networks import Model
 from ..plugins.activations import get_activation
-from ..plugins.losses import get_loss
+from ..plugins.losses import get_loss, output_size
 from ..plugins.probe import probe
 from ..plugins.rules import get_rule
 from ..privacy import training as _privacy
@@ -63,7 +63,7 @@ def build(config: RunConfig) -> Run:
                           f"use at most {n_train}, or 0 for full batch")
     data = with_inputs_in(data, train_cfg.precision)
     mesh = check_batch_split(batch, _cluster.run_mesh(train_cfg.devices, config.replicas, train_cfg.replica_devices))
-    out = 1 if model_cfg.loss == "binary_cross_entropy" else data.num_classes
+    out = output_size(model_cfg.loss, data.num_classes)
     steps = n_train // batch
     privacy = _privacy.plan(config.privacy, n_train, batch, train_cfg.epochs * steps,
                             1 if mesh is None else mesh.shape["data"])
