@@ -32,8 +32,9 @@ def save_plots(run_dir: str, rows: list[dict], model, params, data, note: Callab
         note(f"plots skipped: matplotlib is not installed ({EXTRA})")
         return []
     written = []
+    replicas = len(np.atleast_1d(rows[0]["train_loss"])) if rows else 1
     for metric in ("loss", "accuracy"):
-        figure = Figure(figsize=(6, 4), layout="constrained")
+        figure = curves_figure(Figure, replicas)
         _curves(figure.add_subplot(), rows, metric, replica_labels)
         written.append(_save(figure, run_dir, f"{metric}.png"))
     if model.d_in == 2:
@@ -44,6 +45,11 @@ def save_plots(run_dir: str, rows: list[dict], model, params, data, note: Callab
     return written
 
 
+def curves_figure(Figure, replicas: int):
+    """A 6 x 4 in figure, wider by a legend column per 20 replicas (the legend sits beside the axes)."""
+    return Figure(figsize=(6 + (2.2 if replicas > 1 else 0) * -(-replicas // 20), 4), layout="constrained")
+
+
 def _curves(axes, rows: list[dict], metric: str, replica_labels=None) -> None:
     """Train-set (solid) and test (dashed) per epoch; with several replicas one colour and legend entry each."""
     epochs = [row["epoch"] for row in rows]
@@ -51,8 +57,9 @@ def _curves(axes, rows: list[dict], metric: str, replica_labels=None) -> None:
         values = np.array([np.atleast_1d(row[f"{split}_{metric}"]) for row in rows])  # (epochs, replicas)
         several = values.shape[1] > 1
         labels = replica_labels or [f"replica {r}" for r in range(values.shape[1])]
+        colors = replica_colors(values.shape[1])
         for r in range(values.shape[1]):
-            axes.plot(epochs, values[:, r], style, color=f"C{r % 10}" if several else color,
+            axes.plot(epochs, values[:, r], style, color=colors[r] if several else color,
                       label=split if not several else labels[r] if split == "train" else None)
         if several:
             axes.plot([], [], style, color="gray", label=f"{split} set ({'solid' if style == '-' else 'dashed'})")
@@ -62,7 +69,22 @@ def _curves(axes, rows: list[dict], metric: str, replica_labels=None) -> None:
     axes.set_ylabel(metric)
     axes.set_title(f"{metric} per epoch" + (f" ({values.shape[1]} replicas)" if values.shape[1] > 1 else ""))
     axes.grid(alpha=0.3)
-    axes.legend()
+    if values.shape[1] > 1:  # beside the axes, never over the curves; a column per 20 entries
+        axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize="small", borderaxespad=0,
+                    ncols=-(-(values.shape[1] + 2) // 22))
+    else:
+        axes.legend()
+
+
+def replica_colors(n: int) -> list:
+    """One distinct colour per replica: tab10 up to 10, tab20 up to 20, then n evenly spaced along turbo."""
+    from matplotlib import colormaps
+
+    if n <= 10:
+        return [f"C{r}" for r in range(n)]
+    if n <= 20:
+        return [colormaps["tab20"](r) for r in range(n)]
+    return [colormaps["turbo"](r / (n - 1)) for r in range(n)]
 
 
 def plot_boundary(axes, predict: Callable, x, y, num_classes: int, *, title: str = "", test=None,
