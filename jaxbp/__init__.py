@@ -62,6 +62,5 @@ from .training import make_train_step as make_train_step
 from .training import resume as resume
 from .training import train as train
 from .training import train_step_fn as train_step_fn
+from .version import __version__ as __version__
 from .weights import dense_params as dense_params
-
-__version__ = "0.1.0"

@@ -224,3 +224,12 @@ def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: st
         )
     layers = [dense(s, a) for s, a in zip(sizes[1:-1], activations)] + [dense(sizes[-1])]
     return network(sizes[0], layers, loss, rule)
+
+
+def describe(params) -> str:
+    """A short description of a params pytree for reprs: leaves, numbers and dtypes, never the values."""
+    leaves = jax.tree.leaves(params)
+    dtypes = sorted({str(jnp.result_type(leaf)) for leaf in leaves})
+    count = sum(int(jnp.size(leaf)) for leaf in leaves)
+    return f"<{len(leaves)} arrays, {count:,} numbers, {'/'.join(dtypes) or 'empty'}>"
+

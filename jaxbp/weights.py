@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import ConfigError, ShapeError
 from .plugins.rules import layer_params
-from .validate import check_params
+from .boundary.validate import check_params
 
 LAYOUTS = {"in_out": "(d_in, d_out): x @ W, as numpy, CS231n, Keras and Flax keep it",
            "out_in": "(d_out, d_in): x @ W.T, as PyTorch's nn.Linear and jaxbp keep it"}

@@ -195,14 +195,18 @@ def test_labels_of_any_ints_or_strings_map_to_classes_with_the_mapping_kept(tmp_
         load_config(None, ["data.name=moons", "data.label_column=y"])
 
 
-def test_an_unknown_label_in_evaluation_data_names_its_row(table_run, tmp_path, capsys):
+def test_an_unknown_label_in_evaluation_data_names_its_file_and_line(table_run, tmp_path, capsys):
     tmp, _, raw = table_run
     labels = np.asarray(raw.classes)[np.asarray(raw.y_test)]
     labels[4] = "yak"
     path = write_table(tmp_path / "odd.csv", np.asarray(raw.x_test), labels)
     assert main(["evaluate", str(tmp / "run"), "--data", path]) == 2
     err = capsys.readouterr().err
-    assert "label 'yak' at row 4 is not one of the run's classes ('cat', 'dog')" in err
+    assert f"{path} line 6: label 'yak' is not one of the run's classes ('cat', 'dog')" in err  # row 4, header 1
+    npz = tmp_path / "odd.npz"
+    np.savez(npz, x=np.asarray(raw.x_test), y=labels)  # an .npz has rows, not lines
+    assert main(["evaluate", str(tmp / "run"), "--data", str(npz)]) == 2
+    assert f"jaxbp: error: {npz} row 4: label 'yak'" in capsys.readouterr().err
 
 
 def test_replicas_are_picked_by_index_and_named_in_plots(tmp_path):

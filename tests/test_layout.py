@@ -15,9 +15,9 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "jaxbp"
 MODULES = sorted(PACKAGE.rglob("*.py"))
 LAYERS = (  # bottom to top
-    ("errors", "boundary"),  # the error classes; arrays checked and .npz files read at the boundary
+    ("errors", "boundary", "version"),  # the error classes; arrays checked and .npz files read at the boundary
     ("datasets", "plugins"),
-    ("networks",),
+    ("networks", "weights"),  # weights: other libraries' dense weights as params
     ("checking", "privacy", "scale", "config"),  # config: the run's settings, read once (it names datasets and accountants)
     ("training",),
     ("inference", "testing", "bench"),

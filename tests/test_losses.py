@@ -3,9 +3,11 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import jaxbp
 from jaxbp import checking
+from jaxbp.checking.compare import FD_ROUNDING, FD_STEP_KINK, _finite_differences
 
 
 def _svm_loss_naive(scores, y):
@@ -47,3 +49,47 @@ def test_a_hinge_is_checked_in_the_kink_band_and_a_wrong_sign_is_caught(restore_
                         encode=good.encode, smooth=False)
     report = jaxbp.check_plugin("loss", "flipped_hinge")
     assert not report.ok and {row.fd_band for row in report.rows} == {checking.FD_BAND_KINK}, f"\n{report}"
+
+
+def test_an_exact_zero_gradient_is_judged_against_the_stencils_resolution_not_its_noise():
+    # here one output bias's gradient is exactly 0 (a hinge's dJ/dz counts violated margins: +1s and -1s cancel);
+    # the stencil's rounding noise there (~1.5e-10) against a floor of 1e-5 x 0.125 once read as 1.2e-4 > 1e-4:
+    # the false alarm a user's hinge hit
+    model = jaxbp.mlp([3, 5, 3], "tanh", "multiclass_hinge")
+    rng, (kp, ky) = np.random.default_rng(21), jax.random.split(jax.random.key(21))
+    params = jax.tree.map(lambda p: p + 0.1 * rng.standard_normal(p.shape), model.init(kp))
+    x, y = jnp.asarray(rng.standard_normal((8, 3))), checking.example_labels(model, ky, 8)
+    _, grads = jax.jit(model.value_and_grad)(params, x, y)
+    assert grads[1]["b"][2] == 0 and np.any(grads[1]["b"]), "the case needs an exactly-zero coordinate"
+    report = jaxbp.check_model(model, seed=21, params=params, x=x, y=y)
+    assert report.ok, f"\n{report}"
+    wrong = jax.tree.map(lambda g: g, grads)
+    wrong[1]["b"] = wrong[1]["b"].at[2].set(1e-6)  # a planted error far below its neighbours' gradients (0.125)
+    caught = checking.compare("net", lambda p: model.loss(p, x, y), params, wrong, smooth=False, reference=wrong)
+    assert next(r for r in caught.rows if r.leaf == "[1]['b']").vs_fd > checking.FD_BAND_KINK
+
+
+def test_the_floor_is_the_stencils_rounding_over_the_band():
+    picks, analytic = [np.arange(3)], [np.array([0.125, -0.125, 0.0])]
+    fd = np.array([0.125, -0.125, 4e-10])  # the zero read through rounding noise at h = 1e-6, |J| ~ 1
+    rounding = FD_ROUNDING * np.ones(3) / FD_STEP_KINK
+    band = checking.FD_BAND_KINK
+    assert _finite_differences(picks, fd, rounding, analytic, band)[0] < band
+    assert _finite_differences(picks, fd, 0 * rounding, analytic, band)[0] > band  # the old floor
+    fd[2] = 1e-6  # a real error of 1e-6 is still 100x beyond what the stencil resolves
+    assert _finite_differences(picks, fd, rounding, analytic, band)[0] > band
+
+
+def test_check_feeds_integer_labels_through_encode_as_training_does(restore_registries):
+    svm = jaxbp.get_loss("multiclass_hinge")
+    jaxbp.register_loss("my_svm", value=svm.value, backward=svm.backward, smooth=False)  # no encode
+    report = jaxbp.check_plugin("loss", "my_svm")
+    failed = [row for row in report.rows if not row.ok]
+    assert [row.subject for row in failed] == ["loss:my_svm (int labels via encode)"]
+    assert "encode=jaxbp.plugins.class_targets" in failed[0].leaf and "(raised)" in str(report)
+    jaxbp.register_loss("my_svm", value=svm.value, backward=svm.backward, smooth=False, replace=True,
+                        encode=jaxbp.plugins.class_targets)
+    assert jaxbp.check_plugin("loss", "my_svm").ok
+    model, optimizer = jaxbp.mlp([2, 3], loss="my_svm"), optax.sgd(0.1)  # and it trains on integer labels
+    params = model.init(jax.random.key(0))
+    jaxbp.make_train_step(model, optimizer)(params, optimizer.init(params), jnp.ones((4, 2)), jnp.array([0, 1, 2, 1]))

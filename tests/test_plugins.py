@@ -77,7 +77,8 @@ def test_user_activation_is_checked_and_usable_by_name(restore_registries):
 
 
 def test_user_loss_joins_the_checks(restore_registries):
-    jaxbp.register_loss("half_l2", value=lambda z, y: 0.25 * jnp.sum((z - y) ** 2), backward=lambda z, y: 0.5 * (z - y))
+    jaxbp.register_loss("half_l2", value=lambda z, y: 0.25 * jnp.sum((z - y) ** 2), backward=lambda z, y: 0.5 * (z - y),
+                        encode=jaxbp.plugins.value_targets)
     assert jaxbp.check_plugin("loss", "half_l2").ok
     assert any(name.endswith("half_l2") for name, _, _ in checking.network_suite())
 
@@ -102,7 +103,8 @@ def test_third_party_plugin_from_entry_point(tmp_path, monkeypatch, restore_regi
 
 def test_kinked_loss_with_exact_zero_gradients_is_checked_in_the_kink_band(restore_registries):
     jaxbp.register_loss("hinge", value=lambda z, y: jnp.sum(jax.nn.relu(1 - y * z)),
-                        backward=lambda z, y: jnp.where(y * z < 1, -y, 0.0), smooth=False)
+                        backward=lambda z, y: jnp.where(y * z < 1, -y, 0.0), smooth=False,
+                        encode=jaxbp.plugins.class_targets)
     report = jaxbp.check_plugin("loss", "hinge")
     assert report.ok and {row.fd_band for row in report.rows} == {checking.FD_BAND_KINK}, f"\n{report}"
     jaxbp.register_loss("hinge", value=lambda z, y: jnp.sum(jax.nn.relu(1 - y * z)),

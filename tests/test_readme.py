@@ -51,3 +51,9 @@ def test_an_undefined_name_fails_and_a_marked_block_is_skipped():
     marked = broken.replace("text\n\n```python", f"text\n{NOT_RUN}\n```python")
     assert [code for _, code in python_blocks(marked)] == ["x = 1\n"]
     assert run_blocks(python_blocks(marked), "README.md")["x"] == 1
+
+
+def test_the_first_commands_are_preceded_by_clone_and_cd():
+    text = README.read_text(encoding="utf-8")
+    before = text[: text.index("```bash")].lower()
+    assert "clone" in before and "`cd`" in before, "say to clone the repository and cd into it before `pip install .`"

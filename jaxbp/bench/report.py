@@ -30,7 +30,10 @@ def markdown(results) -> str:
              f"interleaved rounds, medians; run took {results['elapsed_s']:.0f} s.",
              f"Command: `{results['command']}`", "", "## Targets", ""]
     met = {True: "met", False: "**missed**", None: "-"}
-    lines += _table(["target", "threshold", "measured", "", "detail", "why (where missed)"],
+    if results.get("quick"):
+        lines += ["Not judged: a quick run is a look, not a measurement (3 rounds, the smallest batch only); "
+                  "`jaxbp bench` judges the targets."]
+    lines += [] if results.get("quick") else _table(["target", "threshold", "measured", "", "detail", "why (where missed)"],
                     [[t["target"], t["threshold"], "-" if t["measured"] is None else t["measured"], met[t["met"]],
                       t["detail"], t["why"]] for t in results["targets"]])
     peaks = ", ".join(f"{g:.0f} GFLOP/s in {d}" for d, g in results["matmul"]["gflops"].items())

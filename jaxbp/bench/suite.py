@@ -161,7 +161,12 @@ def run(args) -> int:
             "time": bench_special.per_example_times(pairs, rounds=rounds, block_s=block_s, temp=temp)}
     results["elapsed_s"] = time.perf_counter() - start
     results["load_average_end"] = environment()["load_average"]
-    results["targets"] = JUDGES[args.suite](results)
+    results["targets"] = [] if args.quick else JUDGES[args.suite](results)  # `--judge FILE` judges one if asked
+    if args.quick:  # 3 rounds, the smallest batch, a 1024 matmul for the roofline: a look only
+        notes.append("A quick run judges no target: its 3 rounds are too few to tell a ratio from noise, it times the "
+                     "smallest batch only, and its roofline comes from a 1024 matmul, which runs slower than the "
+                     "step's own matmuls, so a roofline share can read over 100%. Run `jaxbp bench` to judge the "
+                     "targets.")
     if not accelerator and "steps" in parts:
         notes.append("On a shared machine PyTorch's OpenMP pool and OpenBLAS with 2 threads stall whenever another "
                      "process holds a core, so both are also timed on 1 thread and judged by the faster; the load "

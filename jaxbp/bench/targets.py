@@ -32,6 +32,8 @@ def _worst(rows, key, pick):
 
 def _missed_by(measured, threshold, higher_is_better):
     gap = 1 - measured / threshold if higher_is_better else measured / threshold - 1  # the shortfall, of the target
+    if gap <= 0 or threshold <= 0:  # e.g. a negative slope from too few depths: a percentage would mislead
+        return f"missed ({measured:.3g} against {threshold:.3g})"
     return f"missed by {100 * gap:.1f}%" if gap < 0.1 else f"missed by {100 * gap:.0f}%"
 
 

@@ -1,8 +1,11 @@
 """Comparing a hand-written backward to ``jax.grad`` and to float64 central differences.
 
 Relative errors are per leaf: ``max|a - r| / max(max|a|, max|r|)`` against ``jax.grad``, and
-the CS231n per-coordinate ``|a - f| / max(|a|, |f|, FD_FLOOR * max|a_leaf|)`` against finite
-differences ``f`` at up to FD_SAMPLES sampled coordinates of every leaf, biases included.
+the CS231n per-coordinate ``|a - f| / max(|a|, |f|, floor)`` against finite differences ``f`` at up
+to FD_SAMPLES sampled coordinates of every leaf, biases included. The floor is the larger of
+FD_FLOOR * max|a_leaf| and the stencil's own rounding error over the band: a coordinate whose
+gradient is exactly 0 (a hinge's inactive margin, a bias gradient that sums to 0) is judged against
+what the stencil can resolve, not against its rounding noise.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ FD_STEP_KINK = 1e-6  # small enough that a step rarely straddles a relu kink
 FD_SAMPLES = 6  # coordinates sampled per leaf
 FD_FLOOR = 1e-5  # below this times the leaf's max |gradient|, the FD ratio is taken against the floor
 # (the stencil's rounding error, ~1e-13, would otherwise make an exact zero look like a 100% error)
+FD_ROUNDING = 16 * float(np.finfo(np.float64).eps)  # the stencil's rounding error is ~ this * max|f| / h
 
 
 def relative_error(analytic, reference) -> float:
@@ -48,17 +52,20 @@ def _fd_estimates(f, primal, seed: int, step: float):
     index = np.concatenate([offset + p for offset, p in zip(offsets, picks)])
     h = jnp.zeros((len(index), flat.size), flat.dtype).at[np.arange(len(index)), index].set(step)
     f_flat = jax.jit(jax.vmap(lambda v: f(unravel(v))))
-    fd = (f_flat(flat - 2 * h) - 8 * f_flat(flat - h) + 8 * f_flat(flat + h) - f_flat(flat + 2 * h)) / (12 * step)
-    return picks, np.asarray(fd, np.float64)
+    values = [np.asarray(f_flat(flat + m * h), np.float64) for m in (-2, -1, 1, 2)]
+    fd = (values[0] - 8 * values[1] + 8 * values[2] - values[3]) / (12 * step)
+    rounding = FD_ROUNDING * np.max(np.abs(values), axis=0) / step  # per coordinate: what the stencil resolves
+    return picks, fd, rounding
 
 
-def _finite_differences(picks, fd, analytic) -> list[float]:
+def _finite_differences(picks, fd, rounding, analytic, band: float) -> list[float]:
     """Worst CS231n relative error per leaf over the sampled central differences."""
-    errors = []
-    for p, fd_leaf, an_leaf in zip(picks, np.split(fd, np.cumsum([len(p) for p in picks])[:-1]), jax.tree.leaves(analytic)):
+    errors, split = [], np.cumsum([len(p) for p in picks])[:-1]
+    for p, fd_leaf, noise, an_leaf in zip(picks, np.split(fd, split), np.split(rounding, split),
+                                          jax.tree.leaves(analytic)):
         an_leaf = np.asarray(an_leaf, np.float64).reshape(-1)
         an = an_leaf[p]
-        floor = FD_FLOOR * np.max(np.abs(an_leaf), initial=0.0)
+        floor = np.maximum(FD_FLOOR * np.max(np.abs(an_leaf), initial=0.0), noise / band)
         denominator = np.maximum(np.maximum(np.abs(an), np.abs(fd_leaf)), floor)
         ratio = np.abs(an - fd_leaf) / np.where(denominator > 0, denominator, 1.0)
         errors.append(float(np.max(ratio, initial=0.0)))
@@ -89,7 +96,7 @@ def compare(subject: str, f: Callable[[Any], jax.Array], primal, analytic, *, sm
     if jax.tree.structure(reference) != jax.tree.structure(analytic):
         return CheckReport(tuple(CheckRow(subject, p or "(all)", math.inf, math.inf, 0.0) for p in paths))
     shapes_match = all(jnp.shape(a) == jnp.shape(r) for a, r in zip(an_leaves, ref_leaves))
-    fd_errors = _finite_differences(*estimates, analytic) if shapes_match else [math.inf] * len(paths)
+    fd_errors = _finite_differences(*estimates, analytic, band) if shapes_match else [math.inf] * len(paths)
     per_ex = jax.tree.leaves(per_example) if per_example is not None else [None] * len(paths)
     rows = tuple(
         CheckRow(subject, path or "(input)", relative_error(a, r), fd, band,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -12,7 +13,7 @@ import numpy as np
 from ..errors import JaxbpError
 from ..plugins.activations import ACTIVATIONS
 from ..plugins.layers import LAYERS
-from ..plugins.losses import LOSSES
+from ..plugins.losses import LOSSES, output_size
 from .compare import compare, relative_error
 from .modes import check_modal_layer
 from .report import CheckReport, merge
@@ -59,7 +60,37 @@ def _check_loss(name: str, seed: int, variant: str = "jit") -> CheckReport:
                 seed=seed, memo=(loss,))
         for i, (kind, y) in enumerate(cases)
     ]
-    return _with_vmap_errors(merge(reports), analytic, looped)
+    report = _with_vmap_errors(merge(reports), analytic, looped)
+    if variant != "jit":  # the labels' path does not depend on the transform
+        return report
+    return merge([report, guarded(f"loss:{name} (int labels via encode)", _check_int_labels, name, loss, z, seed)])
+
+
+def _encoded_int_labels(name: str, loss) -> jax.Array:
+    """What training does first: integer class labels (n,) through ``encode``, to as many outputs as training
+    gives this loss for 3 classes (one for a binary loss, else one per class)."""
+    k = output_size(name, 3)
+    labels = jnp.array([0, 2, 1]) % max(k, 2)
+    try:
+        targets = jnp.asarray(loss.encode(labels, k))
+    except JaxbpError as error:
+        raise JaxbpError(f"training passes integer class labels, and encode refused them; register the loss with "
+                         f"encode=... that turns labels (n,) into float targets (n, k), e.g. "
+                         f"encode=jaxbp.plugins.class_targets (one-hot; soft targets pass) or jaxbp.plugins.value_targets "
+                         f"(one-hot; float values pass, as mse) ({type(error).__name__}: {error})") from None
+    if targets.shape != (3, k) or not jnp.issubdtype(targets.dtype, jnp.floating):
+        raise JaxbpError(f"loss {name!r}: encode(labels (3,), {k}) gave {targets.dtype}{list(targets.shape)}; it must "
+                         f"give float targets of shape (n, k) = (3, {k})")
+    return targets
+
+
+def _check_int_labels(name: str, loss, z, seed: int) -> CheckReport:
+    """value and backward on the targets ``encode`` makes of integer labels, as training computes them."""
+    targets = _encoded_int_labels(name, loss)
+    zs = jnp.broadcast_to(z[: targets.shape[1]], targets.shape)
+    analytic = jax.jit(jax.vmap(loss.backward))(zs, targets)
+    return compare(f"loss:{name} (int labels via encode)", lambda zs: jnp.sum(jax.vmap(loss.value)(zs, targets)),
+                   zs, analytic, smooth=loss.smooth, seed=seed, memo=(loss,))
 
 
 def _check_layer(name: str, seed: int, variant: str = "jit") -> CheckReport:

@@ -46,15 +46,27 @@ class CheckReport(NamedTuple):
         return tuple(row for row in self.rows if not row.ok)
 
     def __str__(self) -> str:
-        width = max([len(r.subject) for r in self.rows] + [7])
+        return self.table()
+
+    def table(self, shown=None) -> str:
+        """The rows as a table; ``shown``: only these rows (the failures), the footer counting them out of all.
+        A check that raised shows ``(raised)`` in its row and the exception on the line below it."""
+        subset, shown = shown is not None, self.rows if shown is None else tuple(shown)
+        width = max([len(r.subject) for r in shown] + [7])
         lines = [f"{'subject':<{width}}  {'leaf':<16} {'vs jax.grad':>11} {'vs fin.diff':>11} {'band':>7} {'per-ex':>8}  ok"]
-        for r in self.rows:
+        for r in shown:
             per_example = "" if math.isnan(r.vs_per_example) else f"{r.vs_per_example:.1e}"
+            raised = r.leaf.startswith("raised ")
             lines.append(
-                f"{r.subject:<{width}}  {r.leaf:<16} {r.vs_grad:>11.1e} {r.vs_fd:>11.1e} {r.fd_band:>7.0e} "
-                f"{per_example:>8}  {'ok' if r.ok else 'FAIL'}"
+                f"{r.subject:<{width}}  {'(raised)' if raised else r.leaf:<16} {r.vs_grad:>11.1e} {r.vs_fd:>11.1e} "
+                f"{r.fd_band:>7.0e} {per_example:>8}  {'ok' if r.ok else 'FAIL'}"
             )
-        lines.append(f"{len(self.rows)} leaves checked, {len(self.failures)} failed")
+            if raised:
+                lines.append(f"    {r.leaf}")
+        if not subset:
+            lines.append(f"{len(self.rows)} leaves checked, {len(self.failures)} failed")
+        else:
+            lines.append(f"{len(shown)} of {len(self.rows)} leaves shown: those outside the bands")
         return "\n".join(lines)
 
 

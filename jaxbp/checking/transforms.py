@@ -51,5 +51,5 @@ def guarded(subject: str, check, *args, **kwargs):
     try:
         return check(*args, **kwargs)
     except Exception as error:  # any exception of user code is the finding, not a crash
-        text = f"raised {type(error).__name__}: {error}".splitlines()[0][:300]
+        text = f"raised {type(error).__name__}: {error}".splitlines()[0][:500]
         return CheckReport((CheckRow(subject, text, math.inf, math.inf, 0.0),))  # inf: never ok

@@ -40,8 +40,7 @@ def run(args) -> int:
         print(f"{len(RULES.names())} backward rules measured, none judged, in {time.perf_counter() - start:.1f} s")
         return 0
     report = checking.merge(reports)
-    shown = checking.CheckReport(report.failures) if args.failures_only else report
-    print(shown)
+    print(report.table(report.failures) if args.failures_only else report)
     print(f"third-party plugins (entry points, --plugins): {', '.join(third_party) or 'none'}")
     print(f"tolerances: vs jax.grad <= {checking.GRAD_TOL:.0e}; finite differences <= band "
           f"(1e-7 smooth, 1e-4 near a kink); mean(per-example) vs batched <= {checking.PER_EXAMPLE_TOL:.0e}")

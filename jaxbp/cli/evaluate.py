@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from ..boundary.files import describe_error
+from ..errors import JaxbpError
 from ..inference.files import read_inputs
 from ..inference.run import load_run
 from ..training.plots import save_confusion
@@ -21,8 +22,11 @@ def add_arguments(parser) -> None:
 
 def run(args) -> int:
     loaded = load_run(args.run_dir, args.replica, plugins=args.plugins)
-    x, labels = read_inputs(args.data, loaded.record, need_labels=True)
-    result = loaded.evaluate(x, labels)
+    x, labels, lines = read_inputs(args.data, loaded.record, need_labels=True, with_lines=True)
+    try:
+        result = loaded.evaluate(x, labels, where=args.data, lines=lines)
+    except JaxbpError as error:  # every error names the file, as training's do
+        raise type(error)(error if str(error).startswith(args.data) else f"{args.data}: {error}") from None
     print(f"{args.data}: {result.n} examples, loss {result.loss:.4f}, accuracy {result.accuracy:.2%}")
     print(confusion_text(result.confusion, result.classes))
     name = confusion_file(loaded.record["replicas"], loaded.replica)

@@ -19,6 +19,7 @@ import numpy as np
 from ..errors import JaxbpError, Terminated
 from ..boundary.files import describe_error
 from ..training.guard import STOPPING
+from ..version import __version__
 
 COMMANDS = {
     "check": ("jaxbp.cli.check", "prove every registered plugin and a suite of networks equal to jax.grad"),
@@ -26,11 +27,14 @@ COMMANDS = {
     "predict": ("jaxbp.cli.predict", "class probabilities and labels for new inputs from a trained run folder"),
     "evaluate": ("jaxbp.cli.evaluate", "loss, accuracy and confusion matrix of a trained run on a labelled file"),
     "bench": ("jaxbp.cli.bench", "time the training step against jax.grad, PyTorch, numpy and the matmul roofline"),
+    "plugins": ("jaxbp.cli.plugins", "list every registered plugin (activations, losses, layers, backward rules), "
+                                     "its kind and where it came from"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jaxbp", description="Hand-written backpropagation in JAX, checked against jax.grad.")
+    parser.add_argument("--version", action="version", version=f"jaxbp {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
         sub = commands.add_parser(name, help=help_text, description=help_text)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 def add_plugins(parser) -> None:
     parser.add_argument("--plugins", action="append", default=[], metavar="MODULE_OR_FILE.py",
-                        help="import a module or .py file that registers activations, losses or layers before "
-                             "running (repeatable); a run records it, so predict, evaluate and --resume load it again")
+                        help="import a module or .py file that registers plugins (activations, losses, layers, backward "
+                             "rules) before running (repeatable); a run records it, so predict, evaluate and --resume "
+                             "load it again; `jaxbp plugins` lists what is registered")
 
 
 def add_run(parser) -> None:

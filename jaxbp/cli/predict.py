@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 
 from ..inference.files import read_inputs, write_predictions
@@ -15,7 +17,8 @@ def add_arguments(parser) -> None:
                         help="raw inputs: .npz with array x (n, d), or .csv/.tsv with a header row naming the run's "
                              "feature columns (a label column, if present, is ignored)")
     parser.add_argument("--out", required=True, metavar="FILE",
-                        help=".csv/.tsv (label, then p_<class> per class) or .npz (probabilities, labels, classes)")
+                        help=".csv/.tsv (label, then p_<class> per class) or .npz (probabilities, labels, classes); "
+                             "- writes the CSV to standard output (the summary line then goes to standard error)")
 
 
 def run(args) -> int:
@@ -23,7 +26,9 @@ def run(args) -> int:
     x, _ = read_inputs(args.input, loaded.record)
     probabilities = np.asarray(loaded.predict(x))
     labels = loaded.classify(x)
-    write_predictions(args.out, probabilities, labels, loaded.classes)
+    write_predictions(args.out, probabilities, labels, loaded.classes, stdout=sys.stdout)
     counts = ", ".join(f"{c}: {int(np.sum(labels == c))}" for c in loaded.classes)
-    print(f"predicted {len(labels)} rows of {args.input} with {args.run_dir} -> {args.out} ({counts})")
+    print(f"predicted {len(labels)} rows of {args.input} with {args.run_dir} -> "
+          f"{'standard output' if args.out == '-' else args.out} ({counts})",
+          file=sys.stderr if args.out == "-" else sys.stdout)
     return 0

@@ -91,6 +91,10 @@ def report(summary: dict, run_dir) -> None:
     mean = " (mean over replicas)" if summary["replicas"] > 1 else ""
     print(f"final{mean}: train-set loss {summary['train_loss']:.4f} acc {summary['train_accuracy']:.1%}, "
           f"test loss {summary['test_loss']:.4f} acc {summary['test_accuracy']:.1%}")
+    resumed = summary.get("resumed_from_epoch", 0)
+    took = (f"epochs {resumed + 1}..{summary['epochs']} in {summary['wall_time_s']:.1f} s (this invocation; "
+            f"{summary['total_time_s']:.1f} s since epoch 1, as the progress line counts)" if resumed
+            else f"in {summary['wall_time_s']:.1f} s")
     print(f"{summary['epochs']} epochs, {summary['steps']} steps ({summary['dropped_per_epoch']} ragged examples "
-          f"dropped per epoch) in {summary['wall_time_s']:.1f} s, {summary['examples_per_second']:,.0f} examples/s"
-          + (f"; run folder {run_dir}" if run_dir else ""))
+          f"dropped per epoch), {took}, {summary['examples_per_second']:,.0f} examples/s timed "
+          f"{summary['examples_per_second_timed']}" + (f"; run folder {run_dir}" if run_dir else ""))

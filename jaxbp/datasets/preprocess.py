@@ -34,6 +34,22 @@ class Standardize(NamedTuple):
         with np.errstate(all="ignore"):
             return (np.asarray(x, np.float64) - self.mean) / self.std
 
+    def distance(self, x: np.ndarray) -> float:
+        """How far the columns of ``x`` sit from these statistics: mean over columns of |m - mean|/std +
+        |log(s/std)|, with m and s the columns' own mean and std (constant columns left out)."""
+        m, s = x.mean(axis=0), x.std(axis=0)
+        keep = s > STD_FLOOR
+        return float(np.mean(np.abs(m - self.mean)[keep] / self.std[keep] + np.abs(np.log(s[keep] / self.std[keep]))))
+
+    def looks_applied(self, x: np.ndarray) -> bool:
+        """True when ``x`` (n >= 16 rows) looks standardized already: columns near mean 0 and std 1, and far from
+        the raw training statistics (when those are near 0 and 1 themselves, standardizing twice is harmless)."""
+        x = np.asarray(x, np.float64)
+        if x.shape[0] < 16 or not np.any(x.std(axis=0) > STD_FLOOR):
+            return False
+        unit = Standardize(np.zeros_like(self.mean), np.ones_like(self.std))
+        return unit.distance(x) < 0.5 and self.distance(x) > 2.0
+
     def to_json(self) -> dict:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}  # float repr round-trips float64 exactly
 
@@ -95,15 +111,17 @@ def encode_labels(labels) -> tuple[np.ndarray, tuple]:
     return y.astype(np.int32).reshape(-1), tuple(classes.tolist())
 
 
-def labels_to_classes(labels, classes: tuple, where: str) -> np.ndarray:
-    """The class index of each label under a saved mapping; a label the run never saw is a DataError."""
+def labels_to_classes(labels, classes: tuple, where: str, lines=None) -> np.ndarray:
+    """The class index of each label under a saved mapping; a label the run never saw is a DataError naming
+    ``where`` and the row, or its line in the file when ``lines`` (one per row) are given."""
     values = label_values(labels)
     index = {label: j for j, label in enumerate(classes)}
     y = np.empty(len(values), np.int32)
     for row, value in enumerate(values.tolist()):
         if value not in index:
             shown = ", ".join(map(repr, classes[:10])) + (", ..." if len(classes) > 10 else "")
-            raise DataError(f"{where}: label {value!r} at row {row} is not one of the run's classes ({shown}); "
+            place = f"line {lines[row]}" if lines is not None else f"row {row}"
+            raise DataError(f"{where} {place}: label {value!r} is not one of the run's classes ({shown}); "
                             f"evaluate only on labels the model was trained on")
         y[row] = index[value]
     return y

@@ -24,11 +24,12 @@ def is_table(path) -> bool:
 
 
 def read_table(path, label_column: str | None = DEFAULT_LABEL_COLUMN, *, need_label: bool = True,
-               features: tuple | None = None) -> tuple[np.ndarray, np.ndarray | None, tuple]:
+               features: tuple | None = None, with_lines: bool = False) -> tuple:
     """``(x (n, d) float64, labels (n,) str or None, feature names)`` from a .csv (commas) or .tsv (tabs).
 
     Every column but ``label_column`` is a feature, unless ``features`` names the columns to take (in that
     order; others are ignored). Without ``need_label`` a missing label column gives ``labels = None``.
+    ``with_lines`` adds a fourth entry: each row's line number in the file (for errors found later).
     """
     path = os.fspath(path)
     label_column = label_column or DEFAULT_LABEL_COLUMN
@@ -63,7 +64,7 @@ def read_table(path, label_column: str | None = DEFAULT_LABEL_COLUMN, *, need_la
         for (line, _), label in zip(body, labels):
             if not label:
                 raise DataError(f"{path} line {line}, column {label_column!r}: empty label; give every row a label")
-    return x, labels, names
+    return (x, labels, names, [line for line, _ in body]) if with_lines else (x, labels, names)
 
 
 def _check_header(path: str, header: list[str]) -> None:

@@ -18,12 +18,15 @@ from ..errors import DataError
 from ..boundary.files import write_atomic
 
 
-def read_inputs(path, record: dict, *, need_labels: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
-    """(x raw (n, d), labels or None) from ``path``; labels are required with ``need_labels``."""
+def read_inputs(path, record: dict, *, need_labels: bool = False, with_lines: bool = False) -> tuple:
+    """(x raw (n, d), labels or None) from ``path``; labels are required with ``need_labels``. ``with_lines`` adds
+    each row's line in a table (None for an .npz), so a later error can name it."""
     path = os.fspath(path)
     if is_table(path):
         features = tuple(record["features"]) or None
-        return read_table(path, record.get("label_column"), need_label=need_labels, features=features)[:2]
+        x, labels, _, lines = read_table(path, record.get("label_column"), need_label=need_labels, features=features,
+                                         with_lines=True)
+        return (x, labels, lines) if with_lines else (x, labels)
     if not path.endswith(".npz"):
         raise DataError(f"{path}: give a .npz (arrays x and y) or a .csv/.tsv file with a header row")
     if not os.path.isfile(path):
@@ -35,12 +38,12 @@ def read_inputs(path, record: dict, *, need_labels: bool = False) -> tuple[np.nd
     if missing:
         raise DataError(f"{path} lacks array(s) {', '.join(missing)}; save it with np.savez(path, "
                         f"{', '.join(f'{n}={n}' for n in wanted)})")
-    return arrays["x"], arrays.get("y")
+    return (arrays["x"], arrays.get("y"), None) if with_lines else (arrays["x"], arrays.get("y"))
 
 
-def write_predictions(path, probabilities: np.ndarray, labels: np.ndarray, classes: tuple) -> None:
+def write_predictions(path, probabilities: np.ndarray, labels: np.ndarray, classes: tuple, stdout=None) -> None:
     """``.npz`` (``probabilities``, ``labels``, ``classes``) or ``.csv`` / ``.tsv`` (label, then one p_<class>
-    column per class; a sigmoid output has the one column p_<second class>)."""
+    column per class; a sigmoid output has the one column p_<second class>); ``-`` writes the CSV to ``stdout``."""
     path = os.fspath(path)
     probabilities, labels = np.asarray(probabilities, np.float64), np.asarray(labels)
     if path.endswith(".npz"):
@@ -48,12 +51,16 @@ def write_predictions(path, probabilities: np.ndarray, labels: np.ndarray, class
         np.savez(buffer, probabilities=probabilities, labels=labels, classes=np.asarray(classes))
         write_atomic(path, buffer.getvalue())
         return
-    if not is_table(path):
-        raise DataError(f"--out {path}: name the output file .csv, .tsv or .npz")
+    if not is_table(path) and path != "-":
+        raise DataError(f"--out {path}: name the output file .csv, .tsv or .npz, or - for CSV on standard output")
     one = probabilities.shape[1] == 1  # a sigmoid output: the probability of the second class
     names = [f"p_{classes[-1]}"] if one else [f"p_{c}" for c in classes]
     text = io.StringIO()
     writer = csv.writer(text, delimiter="\t" if path.lower().endswith(".tsv") else ",", lineterminator="\n")
     writer.writerow(["label", *names])
     writer.writerows([label, *(repr(float(p)) for p in row)] for label, row in zip(labels.tolist(), probabilities))
-    write_atomic(path, text.getvalue().encode())
+    if path == "-":
+        stdout.write(text.getvalue())
+        stdout.flush()
+    else:
+        write_atomic(path, text.getvalue().encode())

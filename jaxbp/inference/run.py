@@ -16,8 +16,8 @@ import numpy as np
 
 from ..config import RunConfig, load_config
 from ..datasets.preprocess import check_finite, check_range, labels_to_classes
-from ..errors import CheckpointError, ConfigError, ShapeError
-from ..networks import Model, mlp
+from ..errors import CheckpointError, ConfigError, DataError, ShapeError
+from ..networks import Model, describe, mlp
 from ..plugins.user import load_plugins
 from ..training.checkpoint import load_trees
 from ..training.finish import check_params
@@ -45,46 +45,70 @@ class LoadedRun(NamedTuple):
     record: dict  # model.json: model spec, standardization, classes, features, plugins
     replica: int
 
+    def __repr__(self) -> str:  # the arrays described, not printed
+        return (f"LoadedRun(path={self.path!r}, model={self.model.loss_name} {self.record['model'].get('sizes')}, "
+                f"replica={self.replica}, params={describe(self.params)}, classes={_short_tuple(self.classes)})")
+
     @property
     def classes(self) -> tuple:
         return tuple(self.record["classes"])
 
-    def preprocess(self, x) -> jax.Array:
-        """The run's data step on raw inputs (n, d): train-split standardization, then the params' dtype."""
+    def preprocess(self, x, *, standardized: bool = False) -> jax.Array:
+        """The run's data step on raw inputs (n, d): train-split standardization, then the params' dtype.
+
+        Inputs that look standardized already (e.g. ``jaxbp.datasets.load(...)``'s arrays) are refused rather than
+        standardized twice; pass ``standardized=True`` for inputs that are, to skip the step."""
         x = np.asarray(x)
         if x.ndim != 2 or x.shape[1] != self.model.d_in:
             raise ShapeError(f"inputs must have shape (n, {self.model.d_in}) (the run's features); got {x.shape}")
         if x.dtype.kind not in "iufb":
             raise ShapeError(f"inputs must be numbers; got dtype {x.dtype}")
         check_finite("inputs", np.asarray(x, np.float64))
-        stats = standardizer(self.record)
+        stats = None if standardized else standardizer(self.record)
+        if stats is not None and stats.looks_applied(x):
+            raise DataError(
+                "these inputs look standardized already (columns near mean 0, std 1; the run's raw training "
+                f"features have means {_short(stats.mean)} and stds {_short(stats.std)}), and would be standardized "
+                "twice. Pass raw inputs (jaxbp.datasets.load(..., standardize=False) gives raw arrays), or "
+                "standardized=True if they are standardized with this run's statistics")
         x = np.asarray(x, np.float64) if stats is None else stats.apply(x)
         dtype = jax.tree.leaves(self.params)[0].dtype
         check_range("inputs", x, dtype, tuple(self.record.get("features") or ()), stats)
         return jnp.asarray(x, dtype=dtype)
 
-    def predict(self, x) -> jax.Array:
+    def predict(self, x, *, standardized: bool = False) -> jax.Array:
         """Class probabilities (n, k) -- or (n, 1) for a sigmoid output, values for mse -- of raw inputs."""
-        return self.model.predict(self.params, self.preprocess(x))
+        return self.model.predict(self.params, self.preprocess(x, standardized=standardized))
 
-    def class_index(self, x) -> np.ndarray:
+    def class_index(self, x, *, standardized: bool = False) -> np.ndarray:
         """The predicted class 0..k-1 of each raw input: argmax over k outputs, or z > 0 for one output."""
-        return np.asarray(predicted_class(self.model.apply(self.params, self.preprocess(x))), np.int32)
+        z = self.model.apply(self.params, self.preprocess(x, standardized=standardized))
+        return np.asarray(predicted_class(z), np.int32)
 
-    def classify(self, x) -> np.ndarray:
+    def classify(self, x, *, standardized: bool = False) -> np.ndarray:
         """The predicted label of each raw input, in the user's own labels (ints or strings)."""
-        return np.asarray(self.classes)[self.class_index(x)]
+        return np.asarray(self.classes)[self.class_index(x, standardized=standardized)]
 
-    def evaluate(self, x, labels) -> Evaluation:
-        """Mean loss, accuracy (as in training's test accuracy) and confusion matrix on raw inputs and user labels."""
-        y = labels_to_classes(labels, self.classes, "evaluation data")
+    def evaluate(self, x, labels, *, where: str = "evaluation data", lines=None, standardized: bool = False) -> Evaluation:
+        """Mean loss, accuracy (as in training's test accuracy) and confusion matrix on raw inputs and user labels.
+        ``where`` (a file name) and ``lines`` (each row's line in it) place a bad label in errors."""
+        y = labels_to_classes(labels, self.classes, where, lines)
         if len(y) != np.shape(x)[0]:
             raise ShapeError(f"{np.shape(x)[0]} inputs but {len(y)} labels; give one label per row")
-        loss, accuracy = evaluate(self.model, self.params, self.preprocess(x), jnp.asarray(y))
+        loss, accuracy = evaluate(self.model, self.params, self.preprocess(x, standardized=standardized), jnp.asarray(y))
         k = len(self.classes)
         confusion = np.zeros((k, k), np.int64)
-        np.add.at(confusion, (y, self.class_index(x)), 1)
+        np.add.at(confusion, (y, self.class_index(x, standardized=standardized)), 1)
         return Evaluation(float(loss), float(accuracy), confusion, self.classes, len(y))
+
+
+def _short_tuple(values: tuple) -> str:
+    return repr(tuple(values[:6]))[:-1] + (", ...)" if len(values) > 6 else ")")
+
+
+def _short(values: np.ndarray) -> str:
+    shown = ", ".join(f"{v:.3g}" for v in values[:3])
+    return f"[{shown}{', ...' if len(values) > 3 else ''}]"
 
 
 def load_run(path, replica: int | None = None, *, plugins=()) -> LoadedRun:

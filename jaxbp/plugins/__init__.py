@@ -20,6 +20,10 @@ from .modes import Context as Context
 from .modes import Stateful as Stateful
 from .losses import LOSSES as LOSSES
 from .losses import Loss as Loss
+from .losses import binary_targets as binary_targets
+from .losses import class_targets as class_targets
+from .losses import float_targets as float_targets
+from .losses import value_targets as value_targets
 from .losses import get_loss as get_loss
 from .losses import register_loss as register_loss
 from .registry import Registry as Registry

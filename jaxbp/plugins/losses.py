@@ -84,7 +84,7 @@ def binary_targets(y, k: int, name: str = "this loss") -> jax.Array:
     return targets
 
 
-def _value_targets(y, k: int) -> jax.Array:
+def value_targets(y, k: int) -> jax.Array:
     """mse: int class labels (n,) -> one-hot (the notes' squared error on a classifier); floats as given."""
     y = jnp.asarray(y)
     if y.ndim == 1 and jnp.issubdtype(y.dtype, jnp.integer) and k > 1:
@@ -122,7 +122,7 @@ register_loss(
     "mse",
     value=lambda z, y: 0.5 * jnp.sum((z - y) ** 2),  # J = 1/2 ||a - y||^2, a = z
     backward=lambda z, y: z - y,  # dJ/dz = a - y
-    encode=_value_targets,
+    encode=value_targets,
 )
 
 

@@ -10,7 +10,10 @@ where ``register()`` takes no arguments and calls ``jaxbp.register_activation`` 
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import importlib.metadata
+import sys
 from typing import Generic, TypeVar
 
 from ..errors import ConfigError, JaxbpError, UnknownPluginError, did_you_mean
@@ -18,6 +21,27 @@ from ..errors import ConfigError, JaxbpError, UnknownPluginError, did_you_mean
 ENTRY_POINT_GROUP = "jaxbp.plugins"
 T = TypeVar("T")
 REGISTRIES: dict[str, "Registry"] = {}  # kind -> its registry, filled as each kind's registry is made
+_ORIGIN = contextvars.ContextVar("jaxbp_plugin_origin", default=None)  # set while a plugin file or entry point loads
+
+
+@contextlib.contextmanager
+def origin(text: str):
+    """Plugins registered inside this block are recorded as coming from ``text`` (e.g. "--plugins my_act.py")."""
+    token = _ORIGIN.set(text)
+    try:
+        yield
+    finally:
+        _ORIGIN.reset(token)
+
+
+def _caller() -> str:
+    """Where a register call came from: "built in" for jaxbp's own modules, else the calling module's name."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("jaxbp.plugins") \
+            and frame.f_code.co_name != "<module>":  # past register_* and the factories, to their caller
+        frame = frame.f_back
+    module = "" if frame is None else frame.f_globals.get("__name__", "")
+    return "built in" if module.startswith("jaxbp.") or module == "jaxbp" else f"module {module}"
 
 
 class Registry(Generic[T]):
@@ -27,6 +51,7 @@ class Registry(Generic[T]):
         self.kind = kind
         self.how_to_add = how_to_add
         self._plugins: dict[str, T] = {}
+        self.origins: dict[str, str] = {}  # name -> where it was registered (jaxbp plugins lists them)
         REGISTRIES[kind] = self
 
     def register(self, name: str, plugin: T, *, replace: bool = False) -> T:
@@ -38,6 +63,7 @@ class Registry(Generic[T]):
                 f"or pass replace=True to overwrite it"
             )
         self._plugins[name] = plugin
+        self.origins[name] = _ORIGIN.get() or _caller()
         return plugin
 
     def unregister(self, name: str) -> None:
@@ -82,7 +108,8 @@ def load_entry_points() -> tuple[str, ...]:
             continue
         _loaded_entry_points.add(entry_point.name)
         try:
-            entry_point.load()()
+            with origin(f"entry point {entry_point.name} ({entry_point.value})"):
+                entry_point.load()()
         except Exception as error:  # a broken third-party plugin must not hide the cause
             raise JaxbpError(
                 f"plugin entry point {entry_point.name!r} ({entry_point.value}) failed: "

@@ -13,6 +13,7 @@ import os
 import sys
 
 from ..errors import ConfigError
+from .registry import origin
 
 _loaded: dict[str, object] = {}  # recorded spec -> its module
 
@@ -28,7 +29,8 @@ def load_plugins(specs) -> tuple[str, ...]:
     resolved = tuple(dict.fromkeys(resolve(spec) for spec in specs or ()))
     for spec in resolved:
         if spec not in _loaded:
-            _loaded[spec] = _import_file(spec) if spec.endswith(".py") else _import_module(spec)
+            with origin(f"--plugins {spec}"):
+                _loaded[spec] = _import_file(spec) if spec.endswith(".py") else _import_module(spec)
     return resolved
 
 

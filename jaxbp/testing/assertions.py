@@ -33,7 +33,7 @@ def _fail_if_bad(report: CheckReport, what: str, *, seed: int, grad_tol: float, 
         raise AssertionError(
             f"{what}: {len(failures)} of {len(report.rows)} leaves outside the bands (seed {seed}; "
             f"vs jax.grad <= {grad_tol:.0e}, vs finite differences <= {band}, per-ex <= {per_example_tol:.0e})\n"
-            f"{CheckReport(failures)}"
+            f"{report.table(failures)}"
         )
 
 

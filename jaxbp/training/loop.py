@@ -19,6 +19,7 @@ import jax
 from . import guard as _guard
 from . import runlog as _runlog
 from ..config import RunConfig, to_toml
+from ..networks import describe
 from ..plugins.probe import blame_backward
 from ..privacy import training as _privacy
 from ..scale import cluster as _cluster
@@ -35,6 +36,12 @@ class TrainResult(NamedTuple):
     summary: dict
     config: RunConfig  # fully resolved
     run_dir: str | None
+
+    def __repr__(self) -> str:  # the arrays described, not printed (a repr of thousands of weights helps no one)
+        shown = {k: self.summary[k] for k in ("epochs", "train_loss", "test_loss", "test_accuracy")
+                 if k in (self.summary or {})}
+        return (f"TrainResult(run_dir={self.run_dir!r}, summary={shown}, params={describe(self.params)}, "
+                f"opt_state={describe(self.opt_state)}, config=<resolved; .config>)")
 
 
 def fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool, plugins=(), notes=(),
@@ -139,6 +146,8 @@ def summary_of(run: Run, rows: list[dict], state: Checkpoint, first: int, wall: 
         "dtype": str(data.x_train.dtype), "resumed_from_epoch": first, "wall_time_s": round(wall, 3),
         "first_epoch_s": round(first_epoch_s, 3),
         "examples_per_second": round(per_epoch * timed[0] / max(timed[1], 1e-9), 1),
+        "examples_per_second_timed": "after the first epoch (it compiles)" if epochs - first > 1 else "one epoch, "
+        "compiling included", "total_time_s": rows[-1]["time_s"],  # since epoch 1, over resumes: the progress line's
         **_cluster.describe(run.mesh, train_cfg.precision)})
     if run.privacy:
         summary["privacy"] = _privacy.summary(run.privacy, rows)
