@@ -72,7 +72,7 @@ def dense_params(weights, layout: str, model=None, dtype=None) -> list[dict]:
     if model is not None:
         expected = jax.eval_shape(model.init, jax.random.key(0))
         try:
-            check_params(params, layer_params(expected), model.d_in)
+            check_params(params, layer_params(expected), model.input_shape)
         except ShapeError as error:
             raise ShapeError(f"{error}. (Read with layout={layout!r}: {LAYOUTS[layout]})") from None
     return params
