@@ -153,7 +153,8 @@ def _noise_blocked(key, u, std):
     (count, rows), tail = _blocks(u), u.shape[1:]
     if count == 1:  # the key itself, not split: (measured) XLA:CPU then keeps 0.8 MiB less at mnist size
         return u + std * jax.random.normal(key, u.shape, u.dtype)
-    keys, full = jax.random.split(key, count), u.shape[0] // rows  # full: the blocks inside the axis
+    full = u.shape[0] // rows  # the whole blocks
+    keys = jax.random.split(key, full + 1)  # full + 1 even with no shorter block: the numbers of earlier versions
 
     def add(i, u):
         noise = std * jax.random.normal(keys[i], (rows,) + tail, u.dtype)
@@ -173,7 +174,8 @@ def _noise_at_once(key, u, std):
     (count, rows), tail = _blocks(u), u.shape[1:]
     if count == 1:
         return u + std * jax.random.normal(key, u.shape, u.dtype)
-    keys, full = jax.random.split(key, count), u.shape[0] // rows
+    full = u.shape[0] // rows
+    keys = jax.random.split(key, full + 1)
     noise = [jax.vmap(lambda k: jax.random.normal(k, (rows,) + tail, u.dtype))(keys[:full]).reshape((-1,) + tail)]
     if full < count:
         noise.append(jax.random.normal(keys[full], (u.shape[0] - full * rows,) + tail, u.dtype))
