@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from .boundary.validate import as_shape, check_batch, check_inputs, check_params, widths
 from .errors import ConfigError, ShapeError
 from .plugins.layers import Layer, dense
+from .plugins import modal
 from .plugins.losses import get_loss
 from .plugins.modes import Stateful, initial_key, layer_context, step_keys
 from .plugins.rules import attach, get_rule, layer_params, without_state
@@ -51,6 +52,11 @@ class Model(NamedTuple):
 def layer_name(layer: Layer) -> str:
     """The factory a layer came from (``conv2d``, ``dense``...), for messages."""
     return getattr(layer.init, "__qualname__", "layer").split(".")[0]
+
+
+def modal_names(model: Model) -> list[str]:
+    """The factories of a model's modal layers (``["batch_norm", "dropout"]``), for messages and the run's record."""
+    return sorted({layer_name(layer) for layer in model.layers if layer.modal})
 
 
 def _takes(layer: Layer, index: int, shape: tuple):
@@ -208,9 +214,11 @@ def _with_state(init: Callable, layers, inputs) -> Callable:
 
 
 def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: str = "softmax_cross_entropy",
-        rule: str = "backprop") -> Model:
+        rule: str = "backprop", dropout: float = 0.0, batch_norm: bool = False) -> Model:
     """A multi-layer perceptron ``sizes = [d, h1, ..., k]``; ``activation`` is one name or one per hidden layer;
-    ``rule`` is the backward rule (backprop, feedback_alignment, ...: ``jaxbp.plugins.RULES``)."""
+    ``rule`` is the backward rule (backprop, feedback_alignment, ...: ``jaxbp.plugins.RULES``). After each
+    hidden layer's activation: ``batch_norm=True`` adds ``jaxbp.batch_norm()``, ``dropout=p > 0`` adds
+    ``jaxbp.dropout(p)`` (the defaults add neither: the same network, the same program)."""
     sizes = widths(sizes)
     hidden = len(sizes) - 2
     if activation is None or not isinstance(activation, (str, Sequence)):
@@ -222,8 +230,11 @@ def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: st
             f"activation lists one name per hidden layer: sizes {sizes} has {hidden} hidden layer(s), "
             f"got {len(activations)} name(s)"
         )
-    layers = [dense(s, a) for s, a in zip(sizes[1:-1], activations)] + [dense(sizes[-1])]
-    return network(sizes[0], layers, loss, rule)
+    if not isinstance(batch_norm, bool):
+        raise ConfigError(f"batch_norm must be true or false, got {batch_norm!r}")
+    extra = ([modal.batch_norm()] if batch_norm else []) + ([modal.dropout(dropout)] if dropout != 0 else [])
+    layers = [layer for s, a in zip(sizes[1:-1], activations) for layer in [dense(s, a), *extra]]
+    return network(sizes[0], layers + [dense(sizes[-1])], loss, rule)
 
 
 def describe(params) -> str:

@@ -7,7 +7,7 @@ import os
 from ..boundary.files import describe_error
 from ..errors import JaxbpError
 from ..inference.files import read_inputs
-from ..inference.run import load_run
+from ..inference.run import eval_mode, load_run
 from ..training.plots import save_confusion
 from ..training.runlog import confusion_file
 from .options import add_run
@@ -27,7 +27,8 @@ def run(args) -> int:
         result = loaded.evaluate(x, labels, where=args.data, lines=lines)
     except JaxbpError as error:  # every error names the file, as training's do
         raise type(error)(error if str(error).startswith(args.data) else f"{args.data}: {error}") from None
-    print(f"{args.data}: {result.n} examples, loss {result.loss:.4f}, accuracy {result.accuracy:.2%}")
+    print(f"{args.data}: {result.n} examples, loss {result.loss:.4f}, accuracy {result.accuracy:.2%} "
+          f"({eval_mode(loaded.model)})")
     print(confusion_text(result.confusion, result.classes))
     name = confusion_file(loaded.record["replicas"], loaded.replica)
     title = f"{os.path.basename(args.data)}: accuracy {result.accuracy:.1%}"

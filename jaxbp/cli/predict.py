@@ -7,7 +7,7 @@ import sys
 import numpy as np
 
 from ..inference.files import read_inputs, write_predictions
-from ..inference.run import load_run
+from ..inference.run import eval_mode, load_run
 from .options import add_run
 
 
@@ -29,6 +29,6 @@ def run(args) -> int:
     write_predictions(args.out, probabilities, labels, loaded.classes, stdout=sys.stdout)
     counts = ", ".join(f"{c}: {int(np.sum(labels == c))}" for c in loaded.classes)
     print(f"predicted {len(labels)} rows of {args.input} with {args.run_dir} -> "
-          f"{'standard output' if args.out == '-' else args.out} ({counts})",
+          f"{'standard output' if args.out == '-' else args.out} ({counts}; {eval_mode(loaded.model)})",
           file=sys.stderr if args.out == "-" else sys.stdout)
     return 0

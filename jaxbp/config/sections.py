@@ -81,13 +81,16 @@ def _thawed(value):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """[model]: hidden sizes, activation(s), loss and backward rule -> jaxbp.mlp([d, *hidden, k])."""
+    """[model]: hidden sizes, activation(s), loss, backward rule, dropout, batch norm -> jaxbp.mlp([d, *hidden, k])."""
 
     hidden: tuple[int, ...] = setting((64, 64), each_at_least(1, "positive layer widths"))
     activation: str | tuple[str, ...] = setting("relu")
     loss: str = setting("softmax_cross_entropy")
     rule: str = setting("backprop")
     layers: tuple[LayerSpec, ...] = setting(())  # [[model.layers]]; empty: the layers are hidden + activation
+    # after each hidden layer: dropout with this probability (0: none), batch norm (jaxbp.mlp's options)
+    dropout: float = setting(0.0, in_range(0.0, 1.0, True, False, "the probability of dropping a unit"))
+    batch_norm: bool = setting(False)
 
     @property
     def activations(self) -> tuple[str, ...]:
@@ -153,6 +156,14 @@ class RunConfig:
             raise ConfigError(f"optimizer.learning_rate lists {len(rates)} rates, one replica each, but train.replicas = "
                               f"{self.train.replicas}: set train.replicas = 1 (same initial weights for every rate) "
                               f"or {len(rates)} (a different seed for each rate too)")
+        modal = [name for name, on in (("model.batch_norm", self.model.batch_norm),
+                                        ("model.dropout", self.model.dropout > 0)) if on]
+        if modal and (self.train.per_example or self.privacy.enabled):
+            what = "train.per_example" if self.train.per_example else "privacy.enabled"
+            alternative = (". Batch norm has no per-example gradient (examples interact through the batch "
+                           "statistics): use a layer_norm in its place" if self.model.batch_norm else "")
+            raise ConfigError(f"{what} = true cannot train with {' and '.join(modal)}: it runs each example on its "
+                              f"own, outside train mode{alternative}; or set {what} = false")
         if self.privacy.enabled and self.train.batch_size == 0:
             raise ConfigError("train.batch_size = 0 (full batch) cannot be private: every step sees every example, so "
                               "there is no sampling to amplify privacy; set train.batch_size to e.g. 1/20 of the data")

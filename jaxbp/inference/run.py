@@ -17,7 +17,7 @@ import numpy as np
 from ..config import RunConfig, load_config
 from ..datasets.preprocess import check_finite, check_range, labels_to_classes
 from ..errors import CheckpointError, ConfigError, DataError, ShapeError
-from ..networks import Model, describe, mlp
+from ..networks import Model, describe, mlp, modal_names
 from ..plugins.user import load_plugins
 from ..training.checkpoint import load_trees
 from ..training.finish import check_params
@@ -109,6 +109,13 @@ def _short_tuple(values: tuple) -> str:
 def _short(values: np.ndarray) -> str:
     shown = ", ".join(f"{v:.3g}" for v in values[:3])
     return f"[{shown}{', ...' if len(values) > 3 else ''}]"
+
+
+def eval_mode(model) -> str:
+    """How predictions and evaluations run: always in eval mode; with modal layers, what that means for them."""
+    said = {"batch_norm": "batch_norm from its running averages", "dropout": "dropout off"}
+    names = [said.get(name, f"{name} in eval mode") for name in modal_names(model)]
+    return "eval mode" + (f": {', '.join(names)}" if names else "")
 
 
 def load_run(path, replica: int | None = None, *, plugins=()) -> LoadedRun:

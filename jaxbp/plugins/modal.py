@@ -17,16 +17,15 @@ from ..errors import ConfigError
 from .layers import Layer, register_layer
 
 
-def _same_shape(key, shape):
-    del key
-    return shape, {}
-
-
 def dropout(rate: float) -> Layer:
     """Inverted dropout: in train mode y = x * m / (1 - rate), m ~ Bernoulli(1 - rate); in eval mode y = x."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
         raise ConfigError(f"dropout rate must be a number in [0, 1), the probability of dropping a unit; got {rate!r}")
     rate = float(rate)
+
+    def init(key, shape):
+        del key
+        return shape, {}  # nothing trained; the same shape out
 
     def forward(params, x, ctx):
         if not ctx.train or rate == 0:
@@ -39,7 +38,7 @@ def dropout(rate: float) -> Layer:
         # dJ/dx = dJ/dy * m / (1 - rate): the cached mask, never drawn again; the identity when none was drawn
         return {}, g if cache is None else g * cache
 
-    return Layer(_same_shape, forward, backward, shaped=True, modal=True)
+    return Layer(init, forward, backward, shaped=True, modal=True)
 
 
 class _Train(NamedTuple):

@@ -73,7 +73,8 @@ def build(config: RunConfig) -> Run:
     spec = Spec((data.x_train.shape[1], *model_cfg.hidden, out), model_cfg.activation, model_cfg.loss, model_cfg.rule,
                 dataclasses.replace(optimizer_cfg, learning_rate=1.0), batch, train_cfg.per_example,
                 train_cfg.replicas, len(optimizer_cfg.rates), train_cfg.precision,
-                privacy and tuple(sorted({**privacy, "seed": train_cfg.seed, "steps": steps}.items())))
+                privacy and tuple(sorted({**privacy, "seed": train_cfg.seed, "steps": steps}.items())),
+                model_cfg.dropout, model_cfg.batch_norm)
     resources.check([data.x_train.shape[1], *model_cfg.hidden, out], replicas=max(train_cfg.replicas,
                     len(optimizer_cfg.rates)), rows=max(batch, n_train, data.x_test.shape[0]), batch=batch, n=data_cfg.n,
                     optimizer={"name": optimizer_cfg.name, "momentum": getattr(optimizer_cfg, "momentum", None)},

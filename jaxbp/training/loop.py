@@ -19,7 +19,7 @@ import jax
 from . import guard as _guard
 from . import runlog as _runlog
 from ..config import RunConfig, to_toml
-from ..networks import describe
+from ..networks import describe, modal_names
 from ..plugins.probe import blame_backward
 from ..privacy import training as _privacy
 from ..scale import cluster as _cluster
@@ -69,7 +69,9 @@ def _announce(run: Run, log, first: int, run_dir) -> None:
     sizes = "-".join(map(str, [run.model.d_in, *config.model.hidden, run.model.d_out]))
     activation = config.model.activation if isinstance(config.model.activation, str) else list(config.model.activation)
     where = _cluster.describe(run.mesh, config.train.precision)
-    log.message(f"training {sizes} {activation} x {run.replicas} replica(s) on "
+    modal = modal_names(run.model)
+    modes = f" with {', '.join(modal)} (train mode in the steps, eval mode in the metrics)" if modal else ""
+    log.message(f"training {sizes} {activation}{modes} x {run.replicas} replica(s) on "
                 f"{os.path.basename(data.name)} ({data.x_train.shape[0]} train, {data.x_test.shape[0]} test, "
                 f"{run.steps_per_epoch} steps/epoch) with {config.optimizer.name}, epochs {first + 1}..{config.train.epochs}"
                 + f" on {_cluster.where_text(where)}" + (f" -> {run_dir}" if run_dir else ""))
@@ -149,6 +151,8 @@ def summary_of(run: Run, rows: list[dict], state: Checkpoint, first: int, wall: 
         "examples_per_second_timed": "after the first epoch (it compiles)" if epochs - first > 1 else "one epoch, "
         "compiling included", "total_time_s": rows[-1]["time_s"],  # since epoch 1, over resumes: the progress line's
         **_cluster.describe(run.mesh, train_cfg.precision)})
+    if run.model.modal:  # how the modal layers ran: steps in train mode, every metric and params.npz's use in eval
+        summary["modes"] = {"modal_layers": modal_names(run.model), "train_steps": "train", "metrics": "eval"}
     if run.privacy:
         summary["privacy"] = _privacy.summary(run.privacy, rows)
         summary["dropped_per_epoch"] = 0 if run.privacy["sampling"] == "poisson" else summary["dropped_per_epoch"]

@@ -32,6 +32,8 @@ class Spec(NamedTuple):
     rates: int  # how many learning rates
     precision: str
     privacy: tuple | None  # the private run's settings as (key, value) pairs, with its seed and steps per epoch
+    dropout: float = 0.0  # model.dropout, model.batch_norm: modal layers after each hidden layer
+    batch_norm: bool = False
 
 
 @functools.lru_cache(maxsize=8)
@@ -41,7 +43,7 @@ def programs(spec: Spec, plugins: tuple, mesh=None):
     del plugins
     private_plan = spec.privacy and dict(spec.privacy)
     private = private_plan and _privacy.dp_config(private_plan, private_plan["seed"])
-    model = mlp(list(spec.sizes), spec.activation, spec.loss, spec.rule)
+    model = mlp(list(spec.sizes), spec.activation, spec.loss, spec.rule, spec.dropout, spec.batch_norm)
     optimizer = make_optimizer(spec.optimizer, private and functools.partial(private_optimizer, privacy=private))
     policy = get_policy(spec.precision)  # float32: the model as it is, the program unchanged
     model = model if spec.precision == "float32" else mixed_precision(model, policy)
