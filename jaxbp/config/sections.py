@@ -15,7 +15,7 @@ from .. import datasets
 from ..errors import ConfigError, did_you_mean
 from ..privacy.accounting import ACCOUNTANTS
 from ..privacy.training import SAMPLINGS
-from .fields import above, at_least, each_at_least, one_of, setting, write
+from .fields import above, at_least, each_at_least, in_range, one_of, setting, write
 from .optimizer import OptimizerConfig
 
 TABLE_FILES = (".csv", ".tsv")
