@@ -62,5 +62,6 @@ from .training import make_train_step as make_train_step
 from .training import resume as resume
 from .training import train as train
 from .training import train_step_fn as train_step_fn
+from .regularize import regularized as regularized
 from .version import __version__ as __version__
 from .weights import dense_params as dense_params

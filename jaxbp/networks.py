@@ -47,6 +47,7 @@ class Model(NamedTuple):
     train_loss: Callable[[Params, jax.Array, jax.Array], jax.Array] | None = None
     train_value_and_grad: Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params, Params]] | None = None
     modal: bool = False  # some layer takes a key, state or the mode (params are then a jaxbp.plugins.Stateful)
+    penalty: tuple | None = None  # jaxbp.regularized: (value(params), grads(params)) of the weight penalty
 
 
 def layer_name(layer: Layer) -> str:

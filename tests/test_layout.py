@@ -17,7 +17,7 @@ MODULES = sorted(PACKAGE.rglob("*.py"))
 LAYERS = (  # bottom to top
     ("errors", "boundary", "version"),  # the error classes; arrays checked and .npz files read at the boundary
     ("datasets", "plugins"),
-    ("networks", "weights"),  # weights: other libraries' dense weights as params
+    ("networks", "weights", "regularize"),  # weights: other libraries' dense weights as params
     ("checking", "privacy", "scale", "config"),  # config: the run's settings, read once (it names datasets and accountants)
     ("training",),
     ("inference", "testing", "bench"),

@@ -91,6 +91,9 @@ class ModelConfig:
     # after each hidden layer: dropout with this probability (0: none), batch norm (jaxbp.mlp's options)
     dropout: float = setting(0.0, in_range(0.0, 1.0, True, False, "the probability of dropping a unit"))
     batch_norm: bool = setting(False)
+    l2: float = setting(0.0, at_least(0))  # l2/2 sum ||W||^2 in the loss (jaxbp.regularized); 0: none
+    l1: float = setting(0.0, at_least(0))  # l1 sum |W| in the loss (a subgradient, sign(W)); 0: none
+    regularize_biases: bool = setting(False)  # the penalty on biases (every trained leaf) too, not weights only
 
     @property
     def activations(self) -> tuple[str, ...]:

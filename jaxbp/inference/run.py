@@ -18,6 +18,7 @@ from ..config import RunConfig, load_config
 from ..datasets.preprocess import check_finite, check_range, labels_to_classes
 from ..errors import CheckpointError, ConfigError, DataError, ShapeError
 from ..networks import Model, describe, mlp, modal_names
+from ..regularize import regularized
 from ..plugins.user import load_plugins
 from ..training.checkpoint import load_trees
 from ..training.finish import check_params
@@ -129,7 +130,9 @@ def load_run(path, replica: int | None = None, *, plugins=()) -> LoadedRun:
     record = read_record(path)
     load_plugins(plugins or record["plugins"])  # given plugins replace the recorded ones (a file that moved)
     spec = dict(record["model"])
+    penalty = (spec.pop("l2", 0.0), spec.pop("l1", 0.0), spec.pop("regularize_biases", False))
     model = mlp(spec.pop("sizes"), spec.pop("activation"), spec.pop("loss"), **spec)
+    model = regularized(model, *penalty) if penalty[0] or penalty[1] else model  # its loss as training reported it
     replicas = int(record["replicas"])
     replica = _pick(path, replica, replicas, record.get("replica_labels"))
     template = jax.eval_shape(model.init, jax.random.key(0))

@@ -260,6 +260,10 @@ def private_step_fn(model: Model, optimizer: optax.GradientTransformation, priva
             raise ConfigError("a private step needs the noise in its optimizer: build it with "
                               "jaxbp.private_optimizer(optimizer, privacy) and init that one")
         loss, grads, _ = value_and_sum(params, x, y, mask)  # hand-written, never jax.grad
+        if model.penalty is not None:  # after clipping: B x the penalty's gradient, which the noise step divides by B
+            value_of, grad_of = model.penalty
+            loss = loss + value_of(params)
+            grads = jax.tree.map(lambda g, e: g + privacy.expected_batch_size * e.astype(g.dtype), grads, grad_of(params))
         updates, opt_state = optimizer.update(grads, opt_state, params)
         return optax.apply_updates(params, updates), opt_state, loss
 

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 
 from ..config import OptimizerConfig
 from ..networks import mlp
+from ..regularize import regularized
 from ..plugins.rules import trainable
 from ..privacy import fold_noise, private_optimizer
 from ..privacy import training as _privacy
@@ -34,6 +35,7 @@ class Spec(NamedTuple):
     privacy: tuple | None  # the private run's settings as (key, value) pairs, with its seed and steps per epoch
     dropout: float = 0.0  # model.dropout, model.batch_norm: modal layers after each hidden layer
     batch_norm: bool = False
+    penalty: tuple = ()  # (l2, l1, biases) of model.l2 / model.l1 / model.regularize_biases; (): none
 
 
 @functools.lru_cache(maxsize=8)
@@ -47,6 +49,7 @@ def programs(spec: Spec, plugins: tuple, mesh=None):
     optimizer = make_optimizer(spec.optimizer, private and functools.partial(private_optimizer, privacy=private))
     policy = get_policy(spec.precision)  # float32: the model as it is, the program unchanged
     model = model if spec.precision == "float32" else mixed_precision(model, policy)
+    model = regularized(model, *spec.penalty) if spec.penalty else model  # in the param dtype, after the casts
     replicas = max(spec.replicas, spec.rates)
     offsets = jnp.arange(replicas) if spec.replicas > 1 else jnp.zeros(replicas, int)
 
