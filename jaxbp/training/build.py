@@ -75,7 +75,6 @@ def build(config: RunConfig) -> Run:
                 train_cfg.replicas, len(optimizer_cfg.rates), train_cfg.precision,
                 privacy and tuple(sorted({**privacy, "seed": train_cfg.seed, "steps": steps}.items())),
                 model_cfg.dropout, model_cfg.batch_norm,
-
                 (model_cfg.l2, model_cfg.l1, model_cfg.regularize_biases) if model_cfg.l2 or model_cfg.l1 else ())
     resources.check([data.x_train.shape[1], *model_cfg.hidden, out], replicas=max(train_cfg.replicas,
                     len(optimizer_cfg.rates)), rows=max(batch, n_train, data.x_test.shape[0]), batch=batch, n=data_cfg.n,
