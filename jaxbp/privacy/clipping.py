@@ -9,7 +9,7 @@ The book-keeping method (Bu et al. 2023, on ghost norms: Goodfellow 2015, Li et 
 4. the layers' backwards run once more on c_i g_i: each batch rule sums over examples, so a dense layer
    gives sum_i c_i dz_i x_i^T = (c * dZ)^T X, one matmul -- no (n, d_out, d_in) array is built;
 5. ``private_optimizer`` adds N(0, (sigma C)^2) from a key in its optax state and divides by the
-   expected batch size B.
+   expected batch size B (the noise drawn block by block on the CPU, all at once on accelerators: ``_add_noise``).
 
 Step 4 keeps only two layers' errors from step 2: the output layer's and the first layer's. The
 backward is linear in the errors, so the layers between get theirs by walking down again from
