@@ -134,10 +134,10 @@ def run(args) -> int:
         configs, batches, suite["dtypes"], rounds=rounds, block_s=block_s,
         matmul_size=1024 if args.quick else suite["matmul"], torch=not args.no_torch and not accelerator,
         numpy=not accelerator, notes=notes, torch_device=gpu_torch) if "steps" in parts else ([], {"size": 0, "gflops": {}})
-    if accelerator:
+    if accelerator and "steps" in parts:
         notes.append(bench_accelerator.TF32_NOTE if gpu_torch is not None else "PyTorch sees no CUDA device here (or "
                      "is not installed) and numpy runs on the CPU only, so this suite times jaxbp, jax.grad and the matmul.")
-    if gpu_torch is not None and env.get("XLA_PYTHON_CLIENT_PREALLOCATE") != "false":
+    if gpu_torch is not None and "steps" in parts and env.get("XLA_PYTHON_CLIENT_PREALLOCATE") != "false":
         notes.append("JAX took 75% of the GPU's memory at start and PyTorch shared the rest; with "
                      "XLA_PYTHON_CLIENT_PREALLOCATE=false both allocate on demand.")
     if "private" in parts:
