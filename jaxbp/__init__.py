@@ -30,6 +30,7 @@ from .plugins import Loss as Loss
 from .plugins import Rule as Rule
 from .plugins import avg_pool2d as avg_pool2d
 from .plugins import batch_norm as batch_norm
+from .plugins import conv2d as conv2d
 from .plugins import dense as dense
 from .plugins import dropout as dropout
 from .plugins import flatten as flatten
@@ -46,6 +47,7 @@ from .plugins import register_layer as register_layer
 from .plugins import register_loss as register_loss
 from .plugins import register_rule as register_rule
 from .plugins import Stateful as Stateful
+from .plugins import residual as residual
 from .plugins import trainable as trainable
 from .privacy import DPConfig as DPConfig
 from .privacy import private_optimizer as private_optimizer

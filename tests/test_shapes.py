@@ -53,13 +53,14 @@ def test_flatten_is_row_major_and_one_layer_object_keeps_its_shape():
         jaxbp.network((3, 2, 2), [jaxbp.max_pool2d(1), layer, jaxbp.dense(2)], "mse")
 
 
-def test_max_pool_sends_the_gradient_to_the_first_maximum_of_a_tie():
-    """The tie rule: the whole gradient goes to the first maximum in row-major order, never split."""
+def test_max_pool_splits_the_gradient_between_tied_maxima_as_jax_grad_does():
+    """The tie rule: m tied maxima get 1/m of the gradient each, JAX's convention (jax.grad agrees)."""
     pool = jaxbp.max_pool2d(2)
-    x = jnp.asarray([[1.0, 3.0], [3.0, 3.0]]).reshape(2, 2, 1)  # three tied maxima
+    x = jnp.asarray([[1.0, 3.0], [3.0, 3.0], [0.0, 0.0], [0.0, 0.0]]).reshape(1, 4, 2, 1)  # 3 tied, then 4 tied
     y, cache = pool.forward({}, x)
-    dx = pool.backward({}, cache, jnp.ones_like(y))[1]
-    np.testing.assert_array_equal(dx[..., 0], [[0.0, 1.0], [0.0, 0.0]])
+    dx = pool.backward({}, cache, jnp.full_like(y, 6.0))[1]
+    np.testing.assert_allclose(dx[0, ..., 0], [[0.0, 2.0], [2.0, 2.0], [1.5, 1.5], [1.5, 1.5]])
+    np.testing.assert_allclose(dx, jax.grad(lambda x: jnp.sum(6.0 * pool.forward({}, x)[0]))(x))
     overlap = jaxbp.max_pool2d(2, stride=1)  # overlapping windows add their gradients at a shared maximum
     x = jnp.asarray([[0.0, 0.0, 0.0], [0.0, 5.0, 0.0], [0.0, 0.0, 0.0]]).reshape(3, 3, 1)
     y, cache = overlap.forward({}, x)
@@ -97,8 +98,8 @@ def test_planted_bug_max_pool_gradient_to_the_window_corner(restore_registries):
         good = jaxbp.max_pool2d(2)
 
         def backward(params, cache, g):
-            shape, first = cache
-            return good.backward(params, (shape, jnp.zeros_like(first)), g)  # not the arg-max: the first entry
+            shape, argmax = cache
+            return good.backward(params, (shape, jnp.ones_like(argmax)), g)  # the whole window, not its maximum
 
         return _with_backward(good, backward)
 

@@ -17,6 +17,7 @@ import jax.numpy as jnp
 
 from . import accelerator as bench_accelerator
 from . import contenders as bench_contenders
+from . import convnet as bench_convnet
 from . import privacy as bench_privacy
 from . import report as bench_report
 from . import special as bench_special
@@ -33,6 +34,7 @@ SUITES = {
                     "matmul": 8192, "parts": ("steps", "replicas", "private")},
     "privacy": {"configs": {"mnist": CONFIGS["mnist"]}, "batches": (1024,), "dtypes": ("float32",), "matmul": 0},
     "scale": {},  # jaxbp.bench.scale: 1, 2, 4 devices and 16 replicas split over them
+    "lenet": {},  # jaxbp.bench.convnet: the LeNet-style convnet at n = 128 and 1024, PyTorch's beside it
 }
 
 
@@ -113,6 +115,8 @@ def run(args) -> int:
         return bench_privacy.run(args)  # its own contenders, targets and tables
     if args.suite == "scale":
         return run_scale(args)
+    if args.suite == "lenet":
+        return bench_convnet.run(args, _write)
     start = time.perf_counter()
     suite = SUITES[args.suite]
     configs = _names(args.configs, suite["configs"], "config")

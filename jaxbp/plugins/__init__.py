@@ -4,6 +4,7 @@ from .activations import ACTIVATIONS as ACTIVATIONS
 from .activations import Activation as Activation
 from .activations import get_activation as get_activation
 from .activations import register_activation as register_activation
+from .conv import conv2d as conv2d
 from .layers import LAYERS as LAYERS
 from .layers import Layer as Layer
 from .layers import LayerPlugin as LayerPlugin
@@ -26,7 +27,11 @@ from .losses import float_targets as float_targets
 from .losses import value_targets as value_targets
 from .losses import get_loss as get_loss
 from .losses import register_loss as register_loss
+from .presets import PRESETS as PRESETS
+from .presets import from_spec as from_spec
+from .presets import preset as preset
 from .registry import Registry as Registry
+from .residual import residual as residual
 from .registry import load_entry_points as load_entry_points
 from .user import load_plugins as load_plugins
 from .rules import RULES as RULES

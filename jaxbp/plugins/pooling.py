@@ -75,20 +75,22 @@ def _windows(x, window: int, stride: int) -> jax.Array:
 
 
 def _unwindows(d, shape, window: int, stride: int) -> jax.Array:
-    """The transpose of ``_windows``: each window entry's gradient added back at its input position."""
-    dx, (h_out, w_out) = jnp.zeros(shape, d.dtype), d.shape[-4:-2]
+    """The transpose of ``_windows``: each window entry's gradient added back at its input position, by
+    padding (interior padding spreads it by the stride; no scatter, so a sharded batch stays sharded)."""
+    (h, w), (h_out, w_out), dx = shape[-3:-1], d.shape[-4:-2], 0
     for k, (i, j) in enumerate((i, j) for i in range(window) for j in range(window)):
-        index = (Ellipsis, slice(i, i + (h_out - 1) * stride + 1, stride), slice(j, j + (w_out - 1) * stride + 1, stride),
-                 slice(None))
-        dx = dx.at[index].add(d[..., k])
+        config = [(0, 0, 0)] * (d.ndim - 4) + [(i, h - i - (h_out - 1) * stride - 1, stride - 1),
+                                               (j, w - j - (w_out - 1) * stride - 1, stride - 1), (0, 0, 0)]
+        dx = dx + jax.lax.pad(d[..., k], jnp.zeros((), d.dtype), config)
     return dx
 
 
 def max_pool2d(window: int, stride: int | None = None) -> Layer:
     """y = the max of each window x window patch (stride defaults to the window), per channel.
 
-    Ties: the whole gradient goes to the FIRST maximum in row-major order within the window (as
-    ``argmax``), never split; overlapping windows (stride < window) add their gradients.
+    Ties: the gradient is split equally between the tied maxima of a window (JAX's convention for a max,
+    so that ``jax.grad`` agrees even on ties, as after a relu: a window of zeros); overlapping windows
+    (stride < window) add their gradients.
     """
     window, stride = _pool_sizes("max_pool2d", window, stride)
 
@@ -97,12 +99,13 @@ def max_pool2d(window: int, stride: int | None = None) -> Layer:
 
     def forward(params, x):
         patches = _windows(x, window, stride)
-        first = jnp.argmax(patches, axis=-1)  # the first maximum: the one that gets the gradient
-        return jnp.max(patches, axis=-1), (x.shape, first)
+        y = jnp.max(patches, axis=-1)
+        return y, (x.shape, patches == y[..., None])  # which entries of each window are its maximum
 
     def backward(params, cache, g):
-        shape, first = cache
-        d = g[..., None] * jax.nn.one_hot(first, window * window, dtype=g.dtype)  # dJ/dx = dJ/dy at the arg-max
+        shape, argmax = cache
+        share = argmax / jnp.sum(argmax, axis=-1, keepdims=True)  # 1 at a single maximum, 1/m for m tied ones
+        d = g[..., None] * share.astype(g.dtype)  # dJ/dx = dJ/dy at the arg-max
         return {}, _unwindows(d, shape, window, stride)
 
     return Layer(init, forward, backward, _no_params, shaped=True)

@@ -1,4 +1,4 @@
-"""Backward rules: what a dense layer sends back to the layer below in place of backprop's ``W^T dz``.
+"""Backward rules: what a dense or conv layer sends back to the layer below in place of backprop's ``W^T dz``.
 
 A rule is ``send(back, w, b, e) -> g``: ``back(m)`` is the layer's error sent back through a matrix m
 (``back(w)`` is backprop's ``W^T dz``), ``w`` the layer's weight, ``b`` its feedback matrix (or None),
@@ -9,10 +9,17 @@ Only the signal sent backwards changes: every layer still updates with its own r
 with the dz it computes from the signal it received. Feedback matrices ride beside the layers' params:
 ``FixedFeedback(layers, feedback)`` when fixed (the optimizer sees only ``layers``: ``trainable``),
 ``LearnedFeedback(layers, feedback)`` when the rule trains them (the optimizer sees both).
+
+A conv layer is treated like a dense one: its feedback tensor B is shaped like its kernel
+(d_out, kh, kw, c_in), and ``back(B)`` is the transposed convolution with B in the kernel's place.
+DFA sends ``e @ B`` with B of shape (k, H * W * C) straight into a conv layer's input, read as the
+(H, W, C) image the layer takes. Layers without a weight (pooling, flatten, a residual block) send
+back their exact dJ/dx of the signal they received.
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 from typing import Any, Callable, NamedTuple
 
@@ -96,20 +103,30 @@ def layer_params(params) -> list:
 
 
 def _has_weight(p) -> bool:
-    return isinstance(p, dict) and "w" in p and jnp.ndim(p["w"]) == 2
+    """A dense weight (d_out, d_in) or a conv kernel (d_out, kh, kw, c_in): the rules replace what it sends back."""
+    return isinstance(p, dict) and "w" in p and jnp.ndim(p["w"]) >= 2
+
+
+def _init_feedback(rule: Rule, key, w, k: int, input_shape):
+    """``rule.init(key, w, k)``, or ``rule.init(key, w, k, input_shape)`` for a rule that sends straight down (DFA)
+    and so needs the shape of the input it sends into."""
+    if len(inspect.signature(rule.init).parameters) >= 4:
+        return rule.init(key, w, k, input_shape)
+    return rule.init(key, w, k)
 
 
 def attach(rule: Rule, layers, init: Callable, d_out: int, input_shapes=None) -> tuple[Callable, Callable]:
     """A network's (init, backward) under ``rule``, from its layers, its backprop init and each layer's
     per-example input shape."""
     layers = tuple(layers)
+    shapes = list(input_shapes or [None] * len(layers))
 
     def init_with_feedback(key):
         params = init(key)  # the same layer params as under backprop for the same key
         if rule.init is None:
             return params
         keys = jax.random.split(jax.random.fold_in(key, FEEDBACK_STREAM), len(layers))
-        feedback = [rule.init(k, p["w"], d_out) if i > 0 and _has_weight(p) else None
+        feedback = [_init_feedback(rule, k, p["w"], d_out, shapes[i]) if i > 0 and _has_weight(p) else None
                     for i, (k, p) in enumerate(zip(keys, params))]
         return (FixedFeedback if rule.learn is None else LearnedFeedback)(params, feedback)
 
@@ -133,7 +150,7 @@ def attach(rule: Rule, layers, init: Callable, d_out: int, input_shapes=None) ->
                 dw, db = rule.learn(grad["w"], p["w"], b)  # Kolen-Pollack: dz^T x for both W and B, + decay
                 grad = {**grad, "w": dw}
             if i > 0 and _has_weight(p):
-                g = rule.send(_through(layer, p, cache, g), p["w"], b, e)  # in place of W^T dz
+                g = rule.send(_through(layer, p, cache, g), p["w"], b, e).reshape(exact.shape)  # in place of W^T dz
             else:
                 g = exact  # a layer without a weight matrix sends back its exact dJ/dx
             grads.append(grad)
@@ -150,16 +167,19 @@ def _through(layer, p, cache, g) -> Callable[[jax.Array], jax.Array]:
 
 
 def _normal(key, shape, dtype) -> jax.Array:
-    """Glorot-normal, as a tanh dense layer's own weights: std sqrt(2 / (fan_in + fan_out))."""
-    return math.sqrt(2.0 / sum(shape)) * jax.random.normal(key, shape, dtype)
+    """Glorot-normal, as a tanh dense layer's own weights: std sqrt(2 / (fan_in + fan_out)), with a kernel's
+    (d_out, kh, kw, c_in) read as the (d_out, kh * kw * c_in) matrix it applies to each patch."""
+    return math.sqrt(2.0 / (shape[0] + math.prod(shape[1:]))) * jax.random.normal(key, shape, dtype)
 
 
 def _like_w(key, w, k):
-    return _normal(key, w.shape, w.dtype)  # B_l ~ W_l's init distribution, drawn independently
+    return _normal(key, w.shape, w.dtype)  # B_l ~ W_l's init distribution, drawn independently: a kernel for a conv
 
 
-def _to_output(key, w, k):
-    return _normal(key, (k, w.shape[1]), w.dtype)  # B_l maps the k output errors to layer l's d_in inputs
+def _to_output(key, w, k, input_shape=None):
+    """B_l maps the k output errors to all of layer l's inputs: (k, d_in), or (k, H * W * C) for a conv layer,
+    whose e @ B_l is then read as the (H, W, C) image it takes."""
+    return _normal(key, (k, math.prod(input_shape) if input_shape else w.shape[1]), w.dtype)
 
 
 def kolen_pollack(decay: float = 1e-3) -> dict:
