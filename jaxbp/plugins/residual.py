@@ -55,6 +55,9 @@ def residual(*layers: Layer) -> Layer:
     if not layers or not all(isinstance(layer, Layer) for layer in layers):
         raise ConfigError(f"residual takes one or more layers, e.g. jaxbp.residual(jaxbp.conv2d(8, 3, "
                           f"activation='relu'), jaxbp.conv2d(8, 3)); got {layers!r}")
+    if any(layer.modal for layer in layers):
+        raise ConfigError("residual's branch takes layers without a train/eval mode; put dropout and batch_norm "
+                          "before or after the residual block")
 
     built = {}  # what init found: the per-example input shape and the skip path's layer (None: identity)
 
