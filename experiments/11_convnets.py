@@ -13,6 +13,7 @@ dense 120 relu, 84 relu, 10 -- LeNet-5's shape with ReLU and max pooling, 61,706
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -91,7 +92,7 @@ def train_rule(rule: str, train, test, shape, epochs: int, seeds) -> dict:
     runs = []
     for seed in seeds:
         params = model.init(jax.random.key(seed))
-        opt_state = optimizer.init(params)
+        opt_state = optimizer.init(jaxbp.trainable(params))  # a rule's fixed feedback is not the optimizer's
         history = [measure(params)]
         for epoch in range(1, epochs + 1):
             order = epoch_batches(jax.random.fold_in(jax.random.key(SHUFFLE_SEED), epoch), train[0].shape[0], BATCH)
@@ -106,6 +107,17 @@ def train_rule(rule: str, train, test, shape, epochs: int, seeds) -> dict:
     return {"test_acc_mean": float(accuracy[-1].mean()), "test_acc_spread": float(np.ptp(accuracy[-1])),
             "test_acc_per_seed": accuracy[-1], "angle_epoch_1": angles[1], "angle_final": angles[-1],
             "test_acc_curve": accuracy.mean(axis=1)}
+
+
+def cached(path: Path, smoke: bool, compute) -> dict:
+    """A rule's results from an interrupted run of this script (removed when the script finishes), else computed."""
+    if path.is_file() and not smoke:
+        return json.loads(path.read_text())
+    result = compute()
+    if not smoke:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, default=lambda a: np.asarray(a).tolist()))
+    return result
 
 
 def private_run(train, test, shape, settings: dict) -> dict:
@@ -138,11 +150,15 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
     results = {"trajectories": trajectories(lenet("backprop", shape), *(a[:32] for a in train), TRAJECTORY_STEPS)}
     log(f"  float64 trajectories, hand-written vs jax.grad: {results['trajectories']}")
     rules = {k: RULES[k] for k in ("BP", "DFA")} if smoke else RULES
-    results["rules"] = {label: train_rule(rule, train, test, shape, epochs[label], seeds) for label, rule in rules.items()}
+    results["rules"] = {label: cached(out_dir / f".partial-{label}.json", smoke,
+                                      lambda: train_rule(rule, train, test, shape, epochs[label], seeds))
+                        for label, rule in rules.items()}
     dp = {**DP, "epochs": 1, "batch": 120} if smoke else DP
     results["private"] = private_run(train, test, shape, dp)
 
     figure(results, out_dir)
+    for partial in out_dir.glob(".partial-*.json"):
+        partial.unlink()
     worst = max(results["trajectories"]["max_relative_difference_per_step"])
     targets = {"float64 trajectory, hand-written vs jax.grad (max relative difference)": check(worst, "<=", 1e-10),
                f"{name} BP test accuracy, mean of {len(seeds)} seeds": check(

@@ -79,6 +79,19 @@ def patches(x, k: int, stride: int, pads) -> jax.Array:
     return jnp.swapaxes(p, -1, -2).reshape(n, ho * wo, -1)
 
 
+def per_example_weight_sq(dz, x, k: int, stride: int, pads) -> jax.Array:
+    """||dZ_i^T P_i||_F^2 per example, one column block of the unfolded input at a time: the kernel offset (a, b)'s
+    block of P_i is x_i shifted by (a, b), so the (c_out, c_in) block of the gradient is one batched product and
+    neither P nor the (n, c_out, k*k*c_in) gradients are ever whole."""
+    xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
+    (ho, wo), sq = dz.shape[1:3], 0
+    for a in range(k):
+        for b in range(k):
+            shifted = xp[:, a:a + (ho - 1) * stride + 1:stride, b:b + (wo - 1) * stride + 1:stride]  # block (a, b) of P
+            sq = sq + jnp.sum(jnp.einsum("nhwo,nhwc->noc", dz, shifted) ** 2, axis=(1, 2))
+    return sq
+
+
 def conv2d(features: int, kernel_size: int, stride: int = 1, padding: str | int = "SAME",
            activation: str = "identity") -> Layer:
     """a = act(z), z = conv(x, w) + b on NHWC images, w of shape (features, kernel_size, kernel_size, c_in).
@@ -128,14 +141,12 @@ def conv2d(features: int, kernel_size: int, stride: int = 1, padding: str | int 
     def per_example_sq_norms(params, cache, g):
         x, z, a = cache
         dz = act.backward(z, a, g)
-        pads = geometry(x.shape[-3:])[0]
-        p, d = patches(x, k, stride, pads), dz.reshape(dz.shape[0], -1, features)  # P_i (T, k*k*c_in), dZ_i (T, c_out)
+        pads, d = geometry(x.shape[-3:])[0], dz.reshape(dz.shape[0], -1, features)  # dZ_i (T, c_out)
         bias = jnp.sum(jnp.sum(d, axis=1) ** 2, axis=-1)  # ||sum_t dz_it||^2
-        t = p.shape[1]
-        if t * t < p.shape[2] * features:  # ghost norm: ||dZ_i^T P_i||^2 = <P_i P_i^T, dZ_i dZ_i^T>, T x T each
+        if d.shape[1] ** 2 < k * k * x.shape[-1] * features:  # ghost norm: ||dZ_i^T P_i||^2 = <P_i P_i^T, dZ_i dZ_i^T>
+            p = patches(x, k, stride, pads)  # P_i (T, k*k*c_in): small when T is
             return jnp.einsum("nst,nst->n", p @ jnp.swapaxes(p, 1, 2), d @ jnp.swapaxes(d, 1, 2)) + bias
-        per_example = jnp.einsum("nto,ntk->nok", d, p)  # dZ_i^T P_i, built: cheaper than T x T here
-        return jnp.sum(per_example**2, axis=(1, 2)) + bias
+        return per_example_weight_sq(dz, x, k, stride, pads) + bias
 
     return Layer(init, forward, backward, per_example_sq_norms, shaped=True)
 
