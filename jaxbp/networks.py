@@ -17,6 +17,7 @@ from .boundary.validate import as_shape, check_batch, check_inputs, check_params
 from .errors import ConfigError, ShapeError
 from .plugins.layers import Layer, dense
 from .plugins import modal
+from .plugins.presets import from_spec
 from .plugins.losses import get_loss
 from .plugins.modes import Stateful, initial_key, layer_context, step_keys
 from .plugins.rules import attach, get_rule, layer_params, without_state
@@ -245,3 +246,8 @@ def describe(params) -> str:
     count = sum(int(jnp.size(leaf)) for leaf in leaves)
     return f"<{len(leaves)} arrays, {count:,} numbers, {'/'.join(dtypes) or 'empty'}>"
 
+
+def from_tables(input_shape, tables, k: int, loss: str = "softmax_cross_entropy", rule: str = "backprop") -> Model:
+    """The network of layer tables (``{"kind": "conv2d", "features": 6, ...}``, a config's ``[[model.layers]]``)
+    on examples of ``input_shape``, with a dense output layer of ``k`` units added."""
+    return network(input_shape, [from_spec(table) for table in tables] + [dense(k)], loss, rule)

@@ -13,6 +13,7 @@ from typing import Any
 
 from .. import datasets
 from ..errors import ConfigError, did_you_mean
+from ..plugins.presets import PRESETS, preset
 from ..privacy.accounting import ACCOUNTANTS
 from ..privacy.training import SAMPLINGS
 from .fields import above, at_least, each_at_least, in_range, one_of, setting, write
@@ -81,7 +82,8 @@ def _thawed(value):
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """[model]: hidden sizes, activation(s), loss, backward rule, dropout, batch norm -> jaxbp.mlp([d, *hidden, k])."""
+    """[model]: hidden sizes, activation(s), loss, backward rule, dropout, batch norm -> jaxbp.mlp([d, *hidden, k]);
+    or the layers' tables (a preset's, then [[model.layers]]) -> jaxbp.network(input shape, [*layers, dense(k)])."""
 
     hidden: tuple[int, ...] = setting((64, 64), each_at_least(1, "positive layer widths"))
     activation: str | tuple[str, ...] = setting("relu")
@@ -94,6 +96,12 @@ class ModelConfig:
     l2: float = setting(0.0, at_least(0))  # l2/2 sum ||W||^2 in the loss (jaxbp.regularized); 0: none
     l1: float = setting(0.0, at_least(0))  # l1 sum |W| in the loss (a subgradient, sign(W)); 0: none
     regularize_biases: bool = setting(False)  # the penalty on biases (every trained leaf) too, not weights only
+    preset: str | None = setting(None, one_of(*PRESETS), help="a named network's layers, e.g. \"lenet5\"")
+
+    @property
+    def tables(self) -> tuple[dict, ...]:
+        """The hidden layers as tables when the config gives them (a preset's, then [[model.layers]]), else ()."""
+        return tuple(preset(self.preset) if self.preset else ()) + tuple(spec.to_table() for spec in self.layers)
 
     @property
     def activations(self) -> tuple[str, ...]:

@@ -31,6 +31,7 @@ from .checks import check_memory
 
 _EXTRA = "pip install 'jaxbp[data]'"
 _REAL = {"iris": 3, "digits": 10, "mnist5k": 10}  # name -> number of classes
+IMAGE_SHAPES = {"digits": (8, 8, 1), "mnist5k": (28, 28, 1)}  # the sets whose rows are images (H, W, C), row-major
 
 
 class Dataset(NamedTuple):

@@ -17,7 +17,7 @@ import numpy as np
 from ..config import RunConfig, load_config
 from ..datasets.preprocess import check_finite, check_range, labels_to_classes
 from ..errors import CheckpointError, ConfigError, DataError, ShapeError
-from ..networks import Model, describe, mlp, modal_names
+from ..networks import Model, describe, from_tables, mlp, modal_names
 from ..regularize import regularized
 from ..plugins.user import load_plugins
 from ..training.checkpoint import load_trees
@@ -60,6 +60,8 @@ class LoadedRun(NamedTuple):
         Inputs that look standardized already (e.g. ``jaxbp.datasets.load(...)``'s arrays) are refused rather than
         standardized twice; pass ``standardized=True`` for inputs that are, to skip the step."""
         x = np.asarray(x)
+        if x.ndim > 2 and x.shape[1:] == self.model.input_shape:  # images: standardized as the flat rows they were
+            x = x.reshape(x.shape[0], -1)
         if x.ndim != 2 or x.shape[1] != self.model.d_in:
             raise ShapeError(f"inputs must have shape (n, {self.model.d_in}) (the run's features); got {x.shape}")
         if x.dtype.kind not in "iufb":
@@ -75,7 +77,7 @@ class LoadedRun(NamedTuple):
         x = np.asarray(x, np.float64) if stats is None else stats.apply(x)
         dtype = jax.tree.leaves(self.params)[0].dtype
         check_range("inputs", x, dtype, tuple(self.record.get("features") or ()), stats)
-        return jnp.asarray(x, dtype=dtype)
+        return jnp.asarray(x, dtype=dtype).reshape(x.shape[0], *self.model.input_shape)  # (n, d), or images
 
     def predict(self, x, *, standardized: bool = False) -> jax.Array:
         """Class probabilities (n, k) -- or (n, 1) for a sigmoid output, values for mse -- of raw inputs."""
@@ -131,7 +133,10 @@ def load_run(path, replica: int | None = None, *, plugins=()) -> LoadedRun:
     load_plugins(plugins or record["plugins"])  # given plugins replace the recorded ones (a file that moved)
     spec = dict(record["model"])
     penalty = (spec.pop("l2", 0.0), spec.pop("l1", 0.0), spec.pop("regularize_biases", False))
-    model = mlp(spec.pop("sizes"), spec.pop("activation"), spec.pop("loss"), **spec)
+    if "layers" in spec:
+        model = from_tables(tuple(spec["input_shape"]), spec["layers"], spec["k"], spec["loss"], spec["rule"])
+    else:
+        model = mlp(spec.pop("sizes"), spec.pop("activation"), spec.pop("loss"), **spec)
     model = regularized(model, *penalty) if penalty[0] or penalty[1] else model  # its loss as training reported it
     replicas = int(record["replicas"])
     replica = _pick(path, replica, replicas, record.get("replica_labels"))

@@ -7,6 +7,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -17,7 +19,9 @@ from .. import datasets
 from ..config import DataConfig, RunConfig
 from ..datasets import synthetic as _synthetic
 from ..errors import ConfigError
-from ..networks import Model
+from ..networks import Model, from_tables
+from ..plugins.layers import LAYERS
+from ..plugins.presets import from_spec
 from ..plugins.activations import get_activation
 from ..plugins.losses import get_loss, output_size
 from ..plugins.probe import probe
@@ -48,9 +52,10 @@ class Run(NamedTuple):
 def build(config: RunConfig) -> Run:
     """Load the data, build model and optimizer, and fill in the config's data-dependent values."""
     data_cfg, model_cfg, train_cfg = config.data, config.model, config.train
-    if model_cfg.layers:
-        raise ConfigError("model.layers is checked, but this run builds its network from model.hidden and "
-                          "model.activation; leave model.layers empty")
+    tables = model_cfg.tables  # the layers' tables (a preset's, [[model.layers]]); () for the MLP of model.hidden
+    if tables and (model_cfg.dropout or model_cfg.batch_norm):
+        raise ConfigError("model.dropout and model.batch_norm add layers to the MLP of model.hidden; with model.layers "
+                          "or model.preset, add {kind = \"dropout\", rate = ...} or {kind = \"batch_norm\"} tables")
     options = {key: getattr(data_cfg, key) for key in ("classes", "factor") if getattr(data_cfg, key) is not None}
     data = datasets.load(data_cfg.name, key=jax.random.key(data_cfg.seed), n=data_cfg.n,
                          test_fraction=data_cfg.test_fraction, noise=data_cfg.noise,
@@ -62,6 +67,10 @@ def build(config: RunConfig) -> Run:
         raise ConfigError(f"train.batch_size = {batch} is more than the {n_train} training examples; "
                           f"use at most {n_train}, or 0 for full batch")
     data = with_inputs_in(data, train_cfg.precision)
+    input_shape = (data.x_train.shape[1],)
+    if tables:
+        input_shape = _input_shape(data, tables)
+        data = data._replace(x_train=data.x_train.reshape(-1, *input_shape), x_test=data.x_test.reshape(-1, *input_shape))
     mesh = check_batch_split(batch, _cluster.run_mesh(train_cfg.devices, config.replicas, train_cfg.replica_devices))
     out = output_size(model_cfg.loss, data.num_classes)
     steps = n_train // batch
@@ -75,17 +84,35 @@ def build(config: RunConfig) -> Run:
                 train_cfg.replicas, len(optimizer_cfg.rates), train_cfg.precision,
                 privacy and tuple(sorted({**privacy, "seed": train_cfg.seed, "steps": steps}.items())),
                 model_cfg.dropout, model_cfg.batch_norm,
-                (model_cfg.l2, model_cfg.l1, model_cfg.regularize_biases) if model_cfg.l2 or model_cfg.l1 else ())
-    resources.check([data.x_train.shape[1], *model_cfg.hidden, out], replicas=max(train_cfg.replicas,
+                (model_cfg.l2, model_cfg.l1, model_cfg.regularize_biases) if model_cfg.l2 or model_cfg.l1 else (),
+                json.dumps(tables, sort_keys=True) if tables else "", input_shape)
+    resources.check([math.prod(input_shape), *model_cfg.hidden, out], replicas=max(train_cfg.replicas,
                     len(optimizer_cfg.rates)), rows=max(batch, n_train, data.x_test.shape[0]), batch=batch, n=data_cfg.n,
                     optimizer={"name": optimizer_cfg.name, "momentum": getattr(optimizer_cfg, "momentum", None)},
                     itemsize=8 if train_cfg.precision == "float64" else 4,
                     per_example=bool(train_cfg.per_example or privacy), devices=1 if mesh is None else mesh.size)
-    probe(list(model_cfg.activations), list(model_cfg.hidden), model_cfg.loss, out)  # a plugin's wrong shape named here
-    plugins = (get_loss(model_cfg.loss), *map(get_activation, model_cfg.activations), get_rule(model_cfg.rule))
+    if tables:
+        plugins = (get_loss(model_cfg.loss), get_rule(model_cfg.rule), *(LAYERS.get(t["kind"]).make for t in tables))
+        from_tables(input_shape, tables, out, model_cfg.loss, model_cfg.rule)  # a wrong shape named here, in one line
+    else:
+        probe(list(model_cfg.activations), list(model_cfg.hidden), model_cfg.loss, out)  # a plugin's wrong shape named
+        plugins = (get_loss(model_cfg.loss), *map(get_activation, model_cfg.activations), get_rule(model_cfg.rule))
     model, optimizer, init, epoch, replicas = programs(spec, plugins, mesh)
     rates = jnp.asarray(optimizer_cfg.rates * (replicas // len(optimizer_cfg.rates)))  # each replica's peak rate
     return Run(config, data, model, optimizer, lambda key: init(key, rates), epoch, steps, replicas, privacy, mesh)
+
+
+def _input_shape(data, tables) -> tuple:
+    """One example's shape for the layers: the data's images (H, W, C) when the first layer takes images."""
+    d = data.x_train.shape[1]
+    if not from_spec(tables[0]).shaped:
+        return (d,)
+    shape = datasets.IMAGE_SHAPES.get(data.name)
+    if shape is None or math.prod(shape) != d:
+        raise ConfigError(f"model layer 0 ({tables[0]['kind']}) takes images, but data {data.name!r} has flat rows of "
+                          f"{d} features; use data.name = \"mnist5k\" (28, 28, 1) or \"digits\" (8, 8, 1), or start "
+                          f"with a dense layer")
+    return shape
 
 
 def resolved_data(section: DataConfig, n: int) -> DataConfig:

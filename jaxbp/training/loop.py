@@ -67,6 +67,8 @@ def fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool, 
 def _announce(run: Run, log, first: int, run_dir) -> None:
     config, data = run.config, run.data
     sizes = "-".join(map(str, [run.model.d_in, *config.model.hidden, run.model.d_out]))
+    if config.model.tables:
+        sizes = "x".join(map(str, run.model.input_shape)) + " " + ",".join(t["kind"] for t in config.model.tables)
     activation = config.model.activation if isinstance(config.model.activation, str) else list(config.model.activation)
     where = _cluster.describe(run.mesh, config.train.precision)
     modal = modal_names(run.model)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import json
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from ..config import OptimizerConfig
-from ..networks import mlp
+from ..networks import from_tables, mlp
 from ..regularize import regularized
 from ..plugins.rules import trainable
 from ..privacy import fold_noise, private_optimizer
@@ -36,6 +37,8 @@ class Spec(NamedTuple):
     dropout: float = 0.0  # model.dropout, model.batch_norm: modal layers after each hidden layer
     batch_norm: bool = False
     penalty: tuple = ()  # (l2, l1, biases) of model.l2 / model.l1 / model.regularize_biases; (): none
+    tables: str = ""  # the layers' tables as JSON ([[model.layers]], a preset); "": the MLP of ``sizes``
+    input_shape: tuple = ()  # one example's shape, e.g. (28, 28, 1), for ``tables``
 
 
 @functools.lru_cache(maxsize=8)
@@ -45,7 +48,8 @@ def programs(spec: Spec, plugins: tuple, mesh=None):
     del plugins
     private_plan = spec.privacy and dict(spec.privacy)
     private = private_plan and _privacy.dp_config(private_plan, private_plan["seed"])
-    model = mlp(list(spec.sizes), spec.activation, spec.loss, spec.rule, spec.dropout, spec.batch_norm)
+    model = (from_tables(spec.input_shape, json.loads(spec.tables), spec.sizes[-1], spec.loss, spec.rule) if spec.tables
+             else mlp(list(spec.sizes), spec.activation, spec.loss, spec.rule, spec.dropout, spec.batch_norm))
     optimizer = make_optimizer(spec.optimizer, private and functools.partial(private_optimizer, privacy=private))
     policy = get_policy(spec.precision)  # float32: the model as it is, the program unchanged
     model = model if spec.precision == "float32" else mixed_precision(model, policy)

@@ -33,7 +33,11 @@ def replica_labels(config: RunConfig, replicas: int) -> list[str]:
 def make_record(config: RunConfig, data, model, replicas: int, plugins=()) -> dict:
     spec = {"sizes": [model.d_in, *config.model.hidden, model.d_out],
             **{key: value for key, value in as_table(config.model).items()
-               if key not in ("hidden", "layers") and value is not None}}  # what jaxbp.mlp takes besides the sizes
+               if key not in ("hidden", "layers", "preset") and value is not None}}  # what jaxbp.mlp takes
+    if config.model.tables:  # what jaxbp.networks.from_tables takes
+        spec = {"input_shape": list(model.input_shape), "layers": list(config.model.tables), "k": model.d_out,
+                "loss": config.model.loss, "rule": config.model.rule,
+                **{key: value for key, value in as_table(config.model).items() if key in ("l2", "l1", "regularize_biases")}}
     return {"format": FORMAT, "version": VERSION, "model": spec,
             "standardize": None if data.standardize is None else data.standardize.to_json(),
             "classes": list(data.classes), "features": list(data.features),
