@@ -35,8 +35,10 @@ RULES = {"BP": "backprop", "FA": "feedback_alignment", "DFA": "direct_feedback_a
          "KP": "kolen_pollack"}
 SEEDS = (0, 1, 2)
 SPLIT_SEED, SHUFFLE_SEED = 0, 1
-EPOCHS = {"BP": 6, "FA": 2, "DFA": 2, "SS": 2, "KP": 2}  # the CPU time this script may take: BP long enough for
-BATCH, LEARNING_RATE = 32, 1e-3  # its accuracy target, the other rules long enough for their angles; the same Adam
+BATCH = 32
+ACCURACY_RUN = {"epochs": 6, "optimizer": "adam(1e-3)"}  # backprop alone, for the accuracy target
+RULES_RUN = {"epochs": 3, "optimizer": "sgd(0.01, momentum=0.9)"}  # every rule alike, experiment 09's optimizer
+OPTIMIZERS = {"adam(1e-3)": lambda: optax.adam(1e-3), "sgd(0.01, momentum=0.9)": lambda: optax.sgd(0.01, momentum=0.9)}
 DP = {"epsilon": 8.0, "delta": 1e-5, "batch": 256, "epochs": 5, "learning_rate": 2.0, "clip_norm": 1.0}  # exp. 10's
 # batch, rate and clip; 5 epochs (78 steps) instead of its 15, for CPU time: sigma is calibrated for the 78 steps
 TRAJECTORY_STEPS = 5
@@ -71,12 +73,12 @@ def trajectories(model, x, y, steps: int) -> dict:
         return {"max_relative_difference_per_step": worst}
 
 
-def train_rule(rule: str, train, test, shape, epochs: int, seeds) -> dict:
+def train_rule(rule: str, train, test, shape, epochs: int, seeds, optimizer: str) -> dict:
     """One run per seed (seed s inits W, and B, from key s); per epoch the test accuracy and each hidden weight's
     angle to backprop's gradient on a 500-image probe. Seeds run one after another: on a CPU that is faster
     than vmapping them (a vmapped convolution over replicas' kernels becomes a grouped convolution)."""
     model, backprop = lenet(rule, shape), lenet("backprop", shape)
-    optimizer = optax.adam(LEARNING_RATE)
+    optimizer = OPTIMIZERS[optimizer]()
     step = jaxbp.make_scan_step(model, optimizer)
     probe = train[0][:500], train[1][:500]
 
@@ -145,14 +147,16 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
     name, shape = ("digits", (8, 8, 1)) if smoke else ("mnist5k", (28, 28, 1))
     data = load(name, seed=SPLIT_SEED, standardize=False, **({"n": 300} if smoke else {}))
     train, test = images(data, shape)
-    epochs, seeds = ({k: 1 for k in EPOCHS}, SEEDS[:1]) if smoke else (EPOCHS, SEEDS)
-    log(f"{name} as {shape} images; adam({LEARNING_RATE}), batch {BATCH}, epochs {epochs}")
+    seeds = SEEDS[:1] if smoke else SEEDS
+    runs = ({**ACCURACY_RUN, "epochs": 1}, {**RULES_RUN, "epochs": 1}) if smoke else (ACCURACY_RUN, RULES_RUN)
+    log(f"{name} as {shape} images, batch {BATCH}; backprop {runs[0]}; every rule {runs[1]}")
     results = {"trajectories": trajectories(lenet("backprop", shape), *(a[:32] for a in train), TRAJECTORY_STEPS)}
     log(f"  float64 trajectories, hand-written vs jax.grad: {results['trajectories']}")
     rules = {k: RULES[k] for k in ("BP", "DFA")} if smoke else RULES
-    results["rules"] = {label: cached(out_dir / f".partial-{label}.json", smoke,
-                                      lambda: train_rule(rule, train, test, shape, epochs[label], seeds))
-                        for label, rule in rules.items()}
+    results["accuracy_run"] = cached(out_dir / ".partial-BP-adam.json", smoke, lambda: train_rule(
+        "backprop", train, test, shape, runs[0]["epochs"], seeds, runs[0]["optimizer"]))
+    results["rules"] = {label: cached(out_dir / f".partial-{label}-sgd.json", smoke, lambda: train_rule(
+        rule, train, test, shape, runs[1]["epochs"], seeds, runs[1]["optimizer"])) for label, rule in rules.items()}
     dp = {**DP, "epochs": 1, "batch": 120} if smoke else DP
     results["private"] = private_run(train, test, shape, dp)
 
@@ -162,9 +166,9 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
     worst = max(results["trajectories"]["max_relative_difference_per_step"])
     targets = {"float64 trajectory, hand-written vs jax.grad (max relative difference)": check(worst, "<=", 1e-10),
                f"{name} BP test accuracy, mean of {len(seeds)} seeds": check(
-                   results["rules"]["BP"]["test_acc_mean"], ">=", 0.5 if smoke else 0.97)}
+                   results["accuracy_run"]["test_acc_mean"], ">=", 0.05 if smoke else 0.97)}
     for label, r in results["rules"].items():
-        if label != "BP":
+        if label != "BP":  # BP's row is the reference
             targets[f"{name} {label} trains (test accuracy, mean of seeds)"] = check(r["test_acc_mean"], ">=",
                                                                                      0.05 if smoke else 0.9)
     targets[f"{name} DP-SGD at eps=8 beats the MLP's {MLP['dp_eps8']:.1%}"] = check(
@@ -172,8 +176,8 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
     return write_results(
         out_dir, NAME, smoke=smoke, started=started,
         config={"network": "conv6@5 SAME relu, maxpool2, conv16@5 VALID relu, maxpool2, flatten, 120, 84, 10",
-                "rules": RULES, "seeds": list(seeds), "epochs": epochs, "batch": BATCH,
-                "optimizer": f"adam({LEARNING_RATE})", "private": dp, "mlp": MLP,
+                "rules": RULES, "seeds": list(seeds), "accuracy_run": runs[0], "rules_run": runs[1], "batch": BATCH,
+                "private": dp, "mlp": MLP,
                 "split": "jaxbp.datasets shuffle with key 0, last 20% test; pixels / max, not standardized"},
         results=results, targets=targets,
         timing={"cpu_s": time.process_time() - cpu_started, "cpu_count": os.cpu_count(),

@@ -155,8 +155,8 @@ def test_model_layers_are_a_list_of_typed_layer_specs(tmp_path):
             load_config(None, [bad])
     with pytest.raises(ConfigError, match="model.layers must be a list of tables"):
         load_config(None, ['model.layers="dense"'])
-    with pytest.raises(ConfigError, match="leave model.layers empty"):  # before any data is loaded
-        jaxbp.train(config, progress=False)
+    with pytest.raises(ConfigError, match="model.dropout and model.batch_norm add layers to the MLP"):  # no data loaded
+        jaxbp.train(dataclasses.replace(config, model=dataclasses.replace(config.model, dropout=0.5)), progress=False)
 
 
 @dataclasses.dataclass(frozen=True)
