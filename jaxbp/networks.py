@@ -160,11 +160,11 @@ def network(input_shape: int | tuple, layers: Sequence[Layer], loss: str, rule: 
 
     def loss_at(params, x, y, key):
         check_batch(x, y, input_shape)
-        z = forward(params, x, key)[0]
-        return _mean(jax.vmap(loss.value)(z, targets(y).astype(z.dtype)))
+        z, _, new_state = forward(params, x, key)
+        return _mean(jax.vmap(loss.value)(z, targets(y).astype(z.dtype))), new_state
 
     def mean_loss(params, x, y):
-        return loss_at(params, x, y, None)
+        return loss_at(params, x, y, None)[0]
 
     def value_grad_state(params, x, y, key=None):
         check_batch(x, y, input_shape)
@@ -178,16 +178,24 @@ def network(input_shape: int | tuple, layers: Sequence[Layer], loss: str, rule: 
     def value_and_grad(params, x, y):
         return value_grad_state(params, x, y)[:2]
 
-    def train_loss(params, x, y):
-        return loss_at(params, x, y, step_keys(params.key)[1]) if modal else mean_loss(params, x, y)
+    def written(params, new_state, carried):  # the params with the layers' new state and the key carried on
+        return params._replace(state=[o if n is None else n for o, n in zip(params.state, new_state)], key=carried)
+
+    def train_loss(params, x, y, *, with_state=False):
+        """``with_state=True``: (loss, params with the new state), for ``jax.value_and_grad(..., has_aux=True)``."""
+        if not modal:
+            value = mean_loss(params, x, y)
+            return (value, params) if with_state else value
+        carried, key = step_keys(params.key)
+        value, new_state = loss_at(params, x, y, key)
+        return (value, written(params, new_state, carried)) if with_state else value
 
     def train_value_and_grad(params, x, y):
         if not modal:  # the eval-mode program, the params passed through unchanged
             return (*value_and_grad(params, x, y), params)
         carried, key = step_keys(params.key)  # the key carried on, this step's key
         value, grads, new_state = value_grad_state(params, x, y, key)
-        state = [old if new is None else new for old, new in zip(params.state, new_state)]
-        return value, grads, params._replace(state=state, key=carried)
+        return value, grads, written(params, new_state, carried)
 
     def single_example(params, x, t):
         z, caches, _ = forward(params, x)

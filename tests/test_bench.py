@@ -160,5 +160,7 @@ def test_only_the_checker_and_the_bench_reference_call_jax_autodiff():
     callers = {p.relative_to(package).as_posix() for p in package.rglob("*.py") if autodiff.search(p.read_text())}
     # checking/: the proof, where jax.grad is the reference (checking/rules.py: each backward rule's angle to it)
     # bench/privacy.py: its vmapped-dp contender is the usual jax.vmap(jax.grad) route that DP-SGD is timed against
-    assert {c for c in callers if not c.startswith("checking/")} <= {"bench/contenders.py", "bench/privacy.py"}, callers
+    # bench/modes.py: its jax.grad contender differentiates the batch-norm MLP's train-mode loss
+    assert {c for c in callers if not c.startswith("checking/")} <= {"bench/contenders.py", "bench/privacy.py",
+                                                                     "bench/modes.py"}, callers
     assert {"checking/compare.py", "checking/models.py", "checking/rules.py"} <= callers  # the walk finds them

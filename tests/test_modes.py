@@ -198,3 +198,19 @@ def test_planted_bugs_are_caught_in_the_mode_they_break(restore_registries):
     bad = jaxbp.network(3, [jaxbp.dense(4, "tanh"), jaxbp.layer("bn_no_mean"), jaxbp.dense(2)], "mse")
     report = jaxbp.check_model(bad, smooth=True, name="bad")
     assert {row.subject for row in report.failures} == {"bad (train)"} and "[0]['w']" in {r.leaf for r in report.failures}
+
+
+def test_the_bench_reference_is_the_same_train_step_through_jax_grad():
+    """`jaxbp bench --suite modes` times jax.grad of the train-mode loss against the hand-written step: same numbers."""
+    from jaxbp.bench.modes import judge, reference_step
+
+    model, optimizer = jaxbp.mlp([3, 5, 4, 2], batch_norm=True, dropout=0.25), optax.sgd(0.1)
+    params = model.init(jax.random.key(0))
+    x, y = jnp.asarray(np.random.default_rng(0).normal(size=(8, 3))), jnp.arange(8) % 2
+    opt_state = optimizer.init(jaxbp.trainable(params))
+    _same(reference_step(model, optimizer)(params, opt_state, x, y),
+          jaxbp.make_train_step(model, optimizer)(params, opt_state, x, y), 1e-12)
+    rows = [{"n": n, "ratios": {"batch_norm/batch_norm jax.grad": r, "dropout/dense": d},
+             "spread": {"batch_norm/batch_norm jax.grad": 0.01, "dropout/dense": 0.01}}
+            for n, r, d in ((1024, 1.02, 1.04), (8192, 1.12, 1.3))]
+    assert [(t["measured"], t["met"]) for t in judge(rows)] == [(1.12, False), (1.04, True)]

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from . import accelerator as bench_accelerator
 from . import contenders as bench_contenders
 from . import convnet as bench_convnet
+from . import modes as bench_modes
 from . import privacy as bench_privacy
 from . import report as bench_report
 from . import special as bench_special
@@ -35,6 +36,7 @@ SUITES = {
     "privacy": {"configs": {"mnist": CONFIGS["mnist"]}, "batches": (1024,), "dtypes": ("float32",), "matmul": 0},
     "scale": {},  # jaxbp.bench.scale: 1, 2, 4 devices and 16 replicas split over them
     "lenet": {},  # jaxbp.bench.convnet: the LeNet-style convnet at n = 128 and 1024, PyTorch's beside it
+    "modes": {},  # jaxbp.bench.modes: batch norm against jax.grad, dropout against a dense step
 }
 
 
@@ -117,6 +119,8 @@ def run(args) -> int:
         return run_scale(args)
     if args.suite == "lenet":
         return bench_convnet.run(args, _write)
+    if args.suite == "modes":
+        return bench_modes.run(args)
     start = time.perf_counter()
     suite = SUITES[args.suite]
     configs = _names(args.configs, suite["configs"], "config")

@@ -13,7 +13,8 @@ def add_arguments(parser) -> None:
                              "models, n up to 65536, float32 and bfloat16, on jax.devices(); privacy: DP-SGD's step against "
                              "the ordinary one, vmapped per-example clipping and Opacus; scale: 1, 2, 4 devices (host "
                              "devices on a CPU), strong and weak scaling, 16 replicas split over them; lenet: the "
-                             "LeNet-style convnet's step against jax.grad's, its private step, and PyTorch's")
+                             "LeNet-style convnet's step against jax.grad's, its private step, and PyTorch's; modes: a "
+                             "batch-norm MLP's step against jax.grad's, and a dropout MLP's against the dense one")
     parser.add_argument("--quick", action="store_true", help="fewer rounds, smallest batch only, shallower sweeps")
     parser.add_argument("--configs", help="comma-separated config names (default: all of the suite)")
     parser.add_argument("--batches", help="comma-separated batch sizes (default: the suite's)")
