@@ -41,3 +41,12 @@ def test_batch_norm_with_per_example_or_private_training_is_refused_at_the_door(
         jaxbp.load_config(None, ["model.batch_norm=true", setting])
     with pytest.raises(jaxbp.ConfigError, match=r"model.dropout must be"):
         jaxbp.load_config(None, ["model.dropout=1.0"])
+
+
+def test_model_layers_tables_take_both_modal_kinds(tmp_path):
+    (tmp_path / "c.toml").write_text('[[model.layers]]\nkind = "dense"\nfeatures = 4\nactivation = "relu"\n'
+                                     '[[model.layers]]\nkind = "batch_norm"\nmomentum = 0.8\n'
+                                     '[[model.layers]]\nkind = "dropout"\nrate = 0.25\n')
+    specs = jaxbp.load_config(tmp_path / "c.toml").model.layers
+    model = jaxbp.network(3, [jaxbp.layer(s.kind, **s.kwargs) for s in specs] + [jaxbp.dense(2)], "mse")
+    assert model.modal and [s.kind for s in specs] == ["dense", "batch_norm", "dropout"]
