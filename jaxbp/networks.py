@@ -182,7 +182,7 @@ def network(input_shape: int | tuple, layers: Sequence[Layer], loss: str, rule: 
         return params._replace(state=[o if n is None else n for o, n in zip(params.state, new_state)], key=carried)
 
     def train_loss(params, x, y, *, with_state=False):
-        """``with_state=True``: (loss, params with the new state), for ``jax.value_and_grad(..., has_aux=True)``."""
+        """``with_state=True``: (loss, params with the new state), an auxiliary output for a reference gradient."""
         if not modal:
             value = mean_loss(params, x, y)
             return (value, params) if with_state else value

@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from jax.sharding import AxisType, NamedSharding
-from jax.sharding import PartitionSpec as P
+from jax.sharding import AxisType
 
 import jaxbp
 from jaxbp.plugins import modal
@@ -164,12 +163,6 @@ def test_on_a_mesh_the_batch_statistics_are_the_global_batch(setup):
     sharded = make_epoch_fn(model, optimizer, 16, mesh=mesh)(*stacked, jax.random.key(3), 0, x, y, x, y)
     _same(jax.device_get(sharded[0]), one[0], 1e-10)
     _same(sharded[2]["test_loss"], one[2]["test_loss"], 1e-10)
-    explicit = jax.make_mesh((4,), ("data",), axis_types=(AxisType.Explicit,))  # a train step on an Explicit mesh
-    xe = jax.device_put(xs[0], NamedSharding(explicit, P("data")))
-    ye = jax.device_put(ys[0], NamedSharding(explicit, P("data")))
-    with jax.set_mesh(explicit):
-        got = jaxbp.make_train_step(model, optimizer)(params, opt_state, xe, ye)
-    _same(jax.device_get(got[0]), jaxbp.make_train_step(model, optimizer)(params, opt_state, xs[0], ys[0])[0], 1e-10)
 
 
 def _planted(layer, backward):
