@@ -5,6 +5,7 @@ import copy
 import json
 import pathlib
 
+import jax
 import numpy as np
 import pytest
 
@@ -133,3 +134,12 @@ def test_a_model_that_is_not_an_mlp_joins_the_suite_as_a_bench_model(monkeypatch
                                     numpy=True, notes=[], torch_device=torch.device("cpu"))
     assert set(rows[0]["times"]) == {"jaxbp", "jax.grad"} and rows[0]["useful_flops"] == useful_flops(SMALL, 16)
     json.dumps(rows, default=float)  # the results file can hold it
+
+
+def test_the_lenet_convnet_is_an_accelerator_config():
+    lenet = bench_suite.SUITES["accelerator"]["configs"]["lenet"]
+    x, y = bench_contenders.batch(lenet, 2)
+    assert x.shape == (2, 28, 28, 1) and set(y) <= set(range(10))
+    params = jax.eval_shape(lenet.build().init, jax.random.key(0))
+    assert sum(leaf.size for leaf in jax.tree.leaves(params)) == 61706  # the lenet5 preset's parameters
+    assert useful_flops(lenet, 3) == 3 * (2 * 235200 + 3 * (480000 + 96000 + 20160 + 1680))

@@ -22,7 +22,7 @@ from ..plugins.presets import from_spec, preset
 from ..privacy import DPConfig, private_optimizer
 from ..training.steps import train_step_fn
 from .contenders import LEARNING_RATE, grad_step, torch_available
-from .timing import THREADS, environment, interleave, limit_threads, median, paired_ratio, paired_spread, step_runner
+from .timing import THREADS, BenchModel, environment, interleave, limit_threads, median, paired_ratio, paired_spread, step_runner
 
 SHAPE, CLASSES, BATCHES = (28, 28, 1), 10, (128, 1024)
 TARGETS = {"jaxbp/jax.grad": 1.10, "private/plain time": 2.0, "private/plain memory": 2.0,
@@ -31,6 +31,17 @@ TARGETS = {"jaxbp/jax.grad": 1.10, "private/plain time": 2.0, "private/plain mem
 
 def lenet():
     return network(SHAPE, [from_spec(spec) for spec in preset("lenet5")] + [dense(CLASSES)], "softmax_cross_entropy")
+
+
+def useful_flops(n: int) -> int:
+    """Multiply-add FLOPs of one training step of ``lenet()``: conv and dense layers' forward, weight gradient and
+    input gradient (none for the first layer), as ``timing.useful_flops`` counts an MLP's; pooling adds none."""
+    first = 2 * 28 * 28 * 5 * 5 * 1 * 6  # conv 5x5, 1 -> 6 channels, 28x28 out (SAME)
+    rest = 2 * 10 * 10 * 5 * 5 * 6 * 16 + 2 * (400 * 120 + 120 * 84 + 84 * CLASSES)  # conv 6 -> 16 (VALID), dense
+    return n * (2 * first + 3 * rest)
+
+
+BENCH_MODEL = BenchModel(lenet, SHAPE, CLASSES, useful_flops)  # the accelerator suite's "lenet" config
 
 
 def _batch(n: int):

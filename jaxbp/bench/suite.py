@@ -24,9 +24,11 @@ from . import report as bench_report
 from . import special as bench_special
 from . import targets as bench_targets
 from ..errors import ConfigError
-from .timing import (ACCELERATOR_CONFIGS, CONFIGS, BenchModel, environment, interleave, limit_threads, matmul_runner, median,
+from .timing import ACCELERATOR_CONFIGS as MLP_ACCELERATOR_CONFIGS
+from .timing import (CONFIGS, BenchModel, environment, interleave, limit_threads, matmul_runner, median,
                            paired_ratio, paired_spread, spread, useful_flops)
 
+ACCELERATOR_CONFIGS = MLP_ACCELERATOR_CONFIGS | {"lenet": bench_convnet.BENCH_MODEL}  # the convnet on the GPU too
 PARTS = ("steps", "fused", "replicas", "compile", "per-example", "private")
 SUITES = {
     "cpu": {"configs": CONFIGS, "batches": (128, 1024, 8192), "dtypes": ("float32",), "matmul": 2048,

@@ -30,8 +30,7 @@ CONFIGS = {
 
 class BenchModel(NamedTuple):
     """A bench config that is not an MLP (an MLP config is its list of widths): jaxbp and jax.grad time it,
-    PyTorch and numpy (MLPs only) do not. A convnet joins the accelerator suite as, e.g.,
-    ``ACCELERATOR_CONFIGS["lenet"] = BenchModel(lambda: jaxbp.network((28, 28, 1), [...]), (28, 28, 1), 10, flops)``."""
+    PyTorch and numpy (MLPs only) do not. The accelerator suite's ``lenet`` is one (``jaxbp.bench.convnet``)."""
 
     build: Callable  # () -> jaxbp Model
     input_shape: tuple  # one example's shape
@@ -43,7 +42,7 @@ ACCELERATOR_CONFIGS = {
     "toy": [2, 64, 64, 2],
     "wide": [1024, 4096, 4096, 1024],
     "deep-wide": [1024] + [2048] * 8 + [1024],
-}  # "lenet" joins here as a BenchModel where the convnet is defined
+}  # and "lenet", a BenchModel from jaxbp.bench.convnet (jaxbp.bench.suite puts it beside these)
 
 # A runner takes ``k`` and runs k steps from a fixed start, returning when the work is done.
 # ``prepare()`` (optional, untimed) resets its state before each block.
