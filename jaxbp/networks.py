@@ -224,11 +224,13 @@ def _with_state(init: Callable, layers, inputs) -> Callable:
 
 
 def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: str = "softmax_cross_entropy",
-        rule: str = "backprop", dropout: float = 0.0, batch_norm: bool = False) -> Model:
+        rule: str = "backprop", dropout: float = 0.0, batch_norm: bool = False, init: str | None = None,
+        bias_init: float | str = 0.0) -> Model:
     """A multi-layer perceptron ``sizes = [d, h1, ..., k]``; ``activation`` is one name or one per hidden layer;
     ``rule`` is the backward rule (backprop, feedback_alignment, ...: ``jaxbp.plugins.RULES``). After each
     hidden layer's activation: ``batch_norm=True`` adds ``jaxbp.batch_norm()``, ``dropout=p > 0`` adds
-    ``jaxbp.dropout(p)`` (the defaults add neither: the same network, the same program)."""
+    ``jaxbp.dropout(p)`` (the defaults add neither: the same network, the same program). ``init`` and
+    ``bias_init`` set how every dense layer draws its weights and biases (``jaxbp.plugins.initializers``)."""
     sizes = widths(sizes)
     hidden = len(sizes) - 2
     if activation is None or not isinstance(activation, (str, Sequence)):
@@ -243,8 +245,9 @@ def mlp(sizes: Sequence[int], activation: str | Sequence[str] = "relu", loss: st
     if not isinstance(batch_norm, bool):
         raise ConfigError(f"batch_norm must be true or false, got {batch_norm!r}")
     extra = ([modal.batch_norm()] if batch_norm else []) + ([modal.dropout(dropout)] if dropout != 0 else [])
-    layers = [layer for s, a in zip(sizes[1:-1], activations) for layer in [dense(s, a), *extra]]
-    return network(sizes[0], layers + [dense(sizes[-1])], loss, rule)
+    draws = {"init": init, "bias_init": bias_init}
+    layers = [layer for s, a in zip(sizes[1:-1], activations) for layer in [dense(s, a, **draws), *extra]]
+    return network(sizes[0], layers + [dense(sizes[-1], **draws)], loss, rule)
 
 
 def describe(params) -> str:

@@ -96,6 +96,10 @@ class ModelConfig:
     l2: float = setting(0.0, at_least(0))  # l2/2 sum ||W||^2 in the loss (jaxbp.regularized); 0: none
     l1: float = setting(0.0, at_least(0))  # l1 sum |W| in the loss (a subgradient, sign(W)); 0: none
     regularize_biases: bool = setting(False)  # the penalty on biases (every trained leaf) too, not weights only
+    # how dense weights are drawn: auto (He after relu-like, else Glorot), he/glorot/lecun[_normal|_uniform],
+    # normal(std), uniform(a) (jaxbp.plugins.initializers); biases: a constant
+    init: str = setting("auto")
+    bias_init: float = setting(0.0)
     preset: str | None = setting(None, one_of(*PRESETS), help="a named network's layers, e.g. \"lenet5\"")
 
     @property

@@ -11,13 +11,14 @@ in plugins/modal.py).
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from .activations import get_activation
+from .initializers import bias_init as bias_init_fn
+from .initializers import weight_init
 from ..errors import ConfigError
 from .registry import Registry, require_callable
 from .sharding import contraction_sharding
@@ -67,17 +68,22 @@ def _batch_axes(x) -> tuple[int, ...]:
     return tuple(range(x.ndim - 1))
 
 
-def dense(features: int, activation: str = "identity") -> Layer:
-    """a = act(z), z = w x + b with w of shape (features, d_in): the notes' layer A = a(XW + b)."""
+def dense(features: int, activation: str = "identity", init: str | None = None,
+          bias_init: float | str = 0.0) -> Layer:
+    """a = act(z), z = w x + b with w of shape (features, d_in): the notes' layer A = a(XW + b).
+
+    ``init``: how w is drawn (jaxbp.plugins.initializers: "auto" -- He after a relu-like activation, Glorot
+    otherwise --, he/glorot/lecun _normal or _uniform, normal(std), uniform(a)); ``bias_init``: a constant,
+    normal(std) or uniform(a)."""
     if isinstance(features, bool) or not hasattr(features, "__index__") or features < 1:
         raise ConfigError(f"dense features must be a positive int, got {features!r}")
     features = int(features)  # numpy ints too
     act = get_activation(activation)
+    draw_w, draw_b = weight_init(init, act.init), bias_init_fn(bias_init)
 
-    def init(key, d_in):
-        std = math.sqrt(2.0 / d_in) if act.init == "he" else math.sqrt(2.0 / (d_in + features))  # He / Glorot
-        w = std * jax.random.normal(key, (features, d_in))
-        return features, {"w": w, "b": jnp.zeros((features,), w.dtype)}
+    def init_params(key, d_in):
+        w = draw_w(key, (features, d_in), jnp.result_type(float))
+        return features, {"w": w, "b": draw_b(jax.random.fold_in(key, 1), (features,), w.dtype)}
 
     def forward(params, x):
         z = x @ params["w"].T + params["b"]  # z = w x + b
@@ -101,7 +107,7 @@ def dense(features: int, activation: str = "identity") -> Layer:
         # ||dz_i x_i^T||_F^2 + ||dz_i||^2 = ||dz_i||^2 (||x_i||^2 + 1): weight and bias, no outer product built
         return jnp.sum(dz * dz, axis=-1) * (jnp.sum(x * x, axis=-1) + 1)
 
-    return Layer(init, forward, backward, per_example_sq_norms)
+    return Layer(init_params, forward, backward, per_example_sq_norms)
 
 
 def layer_norm(eps: float = 1e-5) -> Layer:

@@ -85,7 +85,7 @@ def build(config: RunConfig) -> Run:
                 privacy and tuple(sorted({**privacy, "seed": train_cfg.seed, "steps": steps}.items())),
                 model_cfg.dropout, model_cfg.batch_norm,
                 (model_cfg.l2, model_cfg.l1, model_cfg.regularize_biases) if model_cfg.l2 or model_cfg.l1 else (),
-                json.dumps(tables, sort_keys=True) if tables else "", input_shape)
+                json.dumps(tables, sort_keys=True) if tables else "", input_shape, model_cfg.init, model_cfg.bias_init)
     resources.check([math.prod(input_shape), *model_cfg.hidden, out], replicas=max(train_cfg.replicas,
                     len(optimizer_cfg.rates)), rows=max(batch, n_train, data.x_test.shape[0]), batch=batch, n=data_cfg.n,
                     optimizer={"name": optimizer_cfg.name, "momentum": getattr(optimizer_cfg, "momentum", None)},

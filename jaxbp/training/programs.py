@@ -39,6 +39,8 @@ class Spec(NamedTuple):
     penalty: tuple = ()  # (l2, l1, biases) of model.l2 / model.l1 / model.regularize_biases; (): none
     tables: str = ""  # the layers' tables as JSON ([[model.layers]], a preset); "": the MLP of ``sizes``
     input_shape: tuple = ()  # one example's shape, e.g. (28, 28, 1), for ``tables``
+    init: str = "auto"  # model.init, model.bias_init: how the dense layers are drawn
+    bias_init: float = 0.0
 
 
 @functools.lru_cache(maxsize=8)
@@ -49,7 +51,8 @@ def programs(spec: Spec, plugins: tuple, mesh=None):
     private_plan = spec.privacy and dict(spec.privacy)
     private = private_plan and _privacy.dp_config(private_plan, private_plan["seed"])
     model = (from_tables(spec.input_shape, json.loads(spec.tables), spec.sizes[-1], spec.loss, spec.rule) if spec.tables
-             else mlp(list(spec.sizes), spec.activation, spec.loss, spec.rule, spec.dropout, spec.batch_norm))
+             else mlp(list(spec.sizes), spec.activation, spec.loss, spec.rule, spec.dropout, spec.batch_norm,
+                      spec.init, spec.bias_init))
     optimizer = make_optimizer(spec.optimizer, private and functools.partial(private_optimizer, privacy=private))
     policy = get_policy(spec.precision)  # float32: the model as it is, the program unchanged
     model = model if spec.precision == "float32" else mixed_precision(model, policy)
