@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import JaxbpError, Terminated
 from ..boundary.files import describe_error
+from ..scale import rollcall
 from ..training.guard import STOPPING
 from ..version import __version__
 
@@ -48,12 +49,16 @@ def main(argv=None) -> int:
     """The command line; ``argv`` None (the program itself) also makes a late Ctrl-C quiet (see ``_quiet_exit``)."""
     if argv is None and threading.current_thread() is threading.main_thread():
         _watch_signals()
+    code = 1
     try:
-        return _main(argv)
+        code = _main(argv)
+        return code
     except KeyboardInterrupt:  # a second Ctrl-C while the first was being reported
         print("jaxbp: interrupted", file=sys.stderr)
-        return 130
+        code = 130
+        return code
     finally:
+        rollcall.leave(code)  # several processes: the others learn this one ends in order
         if argv is None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGINT, _quiet_exit)
 
@@ -120,6 +125,9 @@ def _main(argv) -> int:
     except Exception as error:  # the CLI never shows a raw traceback
         if os.environ.get("JAXBP_DEBUG"):
             raise
+        if rollcall.joined():  # with several processes this is (nearly always) a peer lost in a collective
+            first = (str(error).strip().splitlines() or [""])[0][:160]
+            rollcall.abandon(f"a process of this run was lost or failed ({type(error).__name__}: {first})")
         print(f"jaxbp: internal error: {type(error).__name__}: {error} (rerun with JAXBP_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
 

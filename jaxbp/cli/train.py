@@ -50,7 +50,8 @@ def run(args) -> int:
     config = load_config(source, args.overrides)  # read once: a bad key is refused before anything starts
     if config.train.precision == "float64":
         jax.config.update("jax_enable_x64", True)  # for the whole process, before any array is made
-    several = _cluster.start(config.train.devices, args.coordinator, args.num_processes, args.process_id, args.timeout)
+    several = _cluster.start(config.train.devices, args.coordinator, args.num_processes, args.process_id, args.timeout,
+                             identity={"config": config.to_dict(), "resume": bool(args.resume)})
     if several and not (args.out or args.resume):
         raise ConfigError("with several processes, name the run folder: --out DIR (the same path for every process)")
     if args.resume:

@@ -2,8 +2,8 @@
 
 ``start`` makes N host devices on a CPU before JAX's backend starts (on GPU/TPU the real ones
 are used) and joins several processes with ``jax.distributed`` (gloo collectives on CPU), after
-a plain-socket roll call on the coordinator's port, so that a peer that never arrives is a clear
-``ConfigError`` after ``timeout`` seconds instead of a hang or an abort inside XLA; ``run_mesh`` lays
+a plain-socket roll call on the coordinator's port (``rollcall``: ids, configs and versions agree, or every
+process stops with one line; a peer that never arrives is a ``ConfigError`` after ``timeout`` seconds); ``run_mesh`` lays
 the devices out as ``replica x data``; ``describe`` is what a run's summary records.
 """
 
@@ -18,6 +18,7 @@ import numpy as np
 from jax.sharding import AxisType
 
 from ..errors import ConfigError
+from . import rollcall
 
 AXES = ("replica", "data")
 
@@ -47,7 +48,7 @@ def detected_cluster(timeout: float = 300) -> tuple[str, int, int] | None:
 
 
 def start(devices: int, coordinator: str | None = None, num_processes: int | None = None,
-          process_id: int | None = None, timeout: float = 300) -> bool:
+          process_id: int | None = None, timeout: float = 300, identity: dict | None = None) -> bool:
     """Before JAX's backend starts: join the processes of a run (with no arguments, a cluster JAX detects), and
     on a CPU make ``devices`` host devices among them. False when there is just one process."""
     given = (coordinator, num_processes, process_id)
@@ -70,8 +71,13 @@ def start(devices: int, coordinator: str | None = None, num_processes: int | Non
         raise ConfigError("jax.distributed must start before anything uses a JAX device; call jaxbp.scale.cluster.start() first")
     host, port = _address(coordinator)
     deadline = time.monotonic() + timeout
-    _roll_call(host, port, num_processes, process_id, deadline, timeout)
+    import jaxbp  # the package is whole by the time a command starts processes
+
+    identity = rollcall.flat({**(identity or {}), "version": {"jaxbp": jaxbp.__version__, "jax": jax.__version__}})
+    rollcall.roll_call(host, port, num_processes, process_id, identity, deadline, timeout)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    # a lost peer is rollcall's to report in one line: the coordination service must not abort this process first
+    jax.config.update("jax_enable_recoverability", True)
     jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes, process_id=process_id,
                                initialization_timeout=max(5, math.ceil(deadline - time.monotonic())))
     return True
@@ -82,44 +88,6 @@ def _address(coordinator: str) -> tuple[str, int]:
     if not host or not port.isdigit():
         raise ConfigError(f"--coordinator takes HOST:PORT (e.g. 10.0.0.1:4321), got {coordinator!r}")
     return host, int(port)
-
-
-def _roll_call(host: str, port: int, count: int, index: int, deadline: float, timeout: float) -> None:
-    """Process 0 listens on the coordinator's port until every other process has reported, then says go."""
-    fix = (f"start all {count} processes with the same --coordinator {host}:{port} and --num-processes {count} "
-           f"(ids 0..{count - 1}), or raise --timeout (now {timeout:g} s)")
-    if index == 0:
-        with socket.create_server((host, port), reuse_port=False) as server:
-            server.settimeout(1.0)
-            peers, arrived = [], set()
-            while len(arrived) < count - 1:
-                if time.monotonic() > deadline:
-                    missing = sorted(set(range(1, count)) - arrived)
-                    raise ConfigError(f"process(es) {missing} never arrived at {host}:{port} within {timeout:g} s; {fix}")
-                try:
-                    peer, _ = server.accept()
-                except TimeoutError:
-                    continue
-                peer.settimeout(max(0.1, deadline - time.monotonic()))
-                arrived.add(int(peer.recv(16).decode() or -1))
-                peers.append(peer)
-            for peer in peers:
-                peer.sendall(b"go")
-                peer.close()
-        return
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=1.0) as conn:
-                conn.sendall(str(index).encode())
-                conn.settimeout(max(0.1, deadline - time.monotonic()))
-                if conn.recv(2) == b"go":
-                    return
-        except (ConnectionError, TimeoutError, OSError):
-            pass
-        if time.monotonic() > deadline:
-            raise ConfigError(f"process 0 (the coordinator at {host}:{port}) did not gather all {count} processes "
-                              f"within {timeout:g} s; {fix}")
-        time.sleep(0.2)
 
 
 def run_devices() -> list:
