@@ -20,6 +20,7 @@ from ..errors import CheckpointError, ConfigError, DataError, ShapeError
 from ..networks import Model, describe, from_tables, mlp, modal_names
 from ..regularize import regularized
 from ..plugins.user import load_plugins
+from ..scale.precision import mixed_precision
 from ..training.checkpoint import load_trees
 from ..training.finish import check_params
 from ..training.guard import all_finite
@@ -138,6 +139,8 @@ def load_run(path, replica: int | None = None, *, plugins=()) -> LoadedRun:
     else:
         model = mlp(spec.pop("sizes"), spec.pop("activation"), spec.pop("loss"), **spec)
     model = regularized(model, *penalty) if penalty[0] or penalty[1] else model  # its loss as training reported it
+    if config.train.precision == "bfloat16":  # predict and evaluate compute as the run did
+        model = mixed_precision(model, "bfloat16")
     replicas = int(record["replicas"])
     replica = _pick(path, replica, replicas, record.get("replica_labels"))
     template = jax.eval_shape(model.init, jax.random.key(0))
