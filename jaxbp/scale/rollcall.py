@@ -18,6 +18,7 @@ import errno
 import json
 import os
 import socket
+import sys
 import threading
 import time
 
@@ -28,6 +29,8 @@ LEAVE_GRACE_S = 30.0  # after a peer's orderly failure: time for this process to
 _channels: list[socket.socket] = []
 _leaving = threading.Event()
 _ending = threading.Lock()
+_ended: list[threading.Event] = []
+LEAVE_WAIT_S = 10.0  # an orderly end waits this long for the other processes to end too
 
 
 def _line(sock: socket.socket, deadline: float) -> str:
@@ -130,12 +133,15 @@ def _watch(conn: socket.socket, who: str) -> None:
     """Keep ``conn`` for the run; a thread ends this process when it closes without an orderly ``leave``."""
     conn.settimeout(None)
     _channels.append(conn)
+    ended = threading.Event()  # the peer said "done", or its end of the connection closed
+    _ended.append(ended)
 
     def watch():
         try:
             said = conn.recv(64).decode(errors="replace").strip()
         except OSError:
             said = ""
+        ended.set()
         if _leaving.is_set():
             return
         if said.startswith("done"):
@@ -165,10 +171,23 @@ def abandon(why: str) -> None:
 
 
 def leave(code: int) -> None:
-    """Tell the other processes this one ends in order, with exit status ``code``."""
+    """Tell the other processes this one ends in order, with exit status ``code``; with several, wait (up to
+    ``LEAVE_WAIT_S``) until they end too, then exit at once: JAX's own shutdown would race the coordinator's
+    (recoverable tasks have no shutdown barrier) and could abort a process that already finished."""
+    if not _channels:
+        return
     _leaving.set()
     for conn in _channels:
         try:
             conn.sendall(f"done {code}\n".encode())
         except OSError:
             pass
+    deadline = time.monotonic() + LEAVE_WAIT_S
+    for ended in _ended:
+        ended.wait(max(0.0, deadline - time.monotonic()))
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
