@@ -10,6 +10,7 @@ import jax
 from ..scale import cluster as _cluster
 from ..training import runner as _runner
 from ..training.runlog import check_run_dir
+from ..version import __version__
 from ..config import load_config, print_config
 from ..errors import ConfigError
 from .options import add_plugins
@@ -51,7 +52,8 @@ def run(args) -> int:
     if config.train.precision == "float64":
         jax.config.update("jax_enable_x64", True)  # for the whole process, before any array is made
     several = _cluster.start(config.train.devices, args.coordinator, args.num_processes, args.process_id, args.timeout,
-                             identity={"config": config.to_dict(), "resume": bool(args.resume)})
+                             identity={"config": config.to_dict(), "resume": bool(args.resume),
+                                       "version": {"jaxbp": __version__}})
     if several and not (args.out or args.resume):
         raise ConfigError("with several processes, name the run folder: --out DIR (the same path for every process)")
     if args.resume:

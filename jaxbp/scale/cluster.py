@@ -71,9 +71,8 @@ def start(devices: int, coordinator: str | None = None, num_processes: int | Non
         raise ConfigError("jax.distributed must start before anything uses a JAX device; call jaxbp.scale.cluster.start() first")
     host, port = _address(coordinator)
     deadline = time.monotonic() + timeout
-    import jaxbp  # the package is whole by the time a command starts processes
-
-    identity = rollcall.flat({**(identity or {}), "version": {"jaxbp": jaxbp.__version__, "jax": jax.__version__}})
+    identity = rollcall.flat({**(identity or {}), "version": {**(identity or {}).get("version", {}),
+                                                               "jax": jax.__version__}})
     rollcall.roll_call(host, port, num_processes, process_id, identity, deadline, timeout)
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     # a lost peer is rollcall's to report in one line: the coordination service must not abort this process first
