@@ -108,3 +108,16 @@ def test_after_a_resume_the_final_line_says_which_seconds_it_counts(pets, capsys
     last = capsys.readouterr().out.splitlines()[-1]
     assert re.search(r"epochs 3\.\.3 in [\d.]+ s \(this invocation; [\d.]+ s since epoch 1, as the progress line", last)
     assert "examples/s timed one epoch, compiling included" in last
+
+
+def test_a_continuous_label_column_is_a_one_line_error_not_hundreds_of_classes(tmp_path, capsys):
+    rng = np.random.default_rng(0)
+    rows = [f"{a:.4f},{b:.4f},{p:.2f}" for a, b, p in zip(*rng.normal(size=(2, 200)), rng.uniform(1e4, 9e4, 200))]
+    (tmp_path / "houses.csv").write_text("rooms,age,price\n" + "\n".join(rows) + "\n")
+    argv = ["train", "--set", f"data.name={tmp_path / 'houses.csv'}", "--set", "data.label_column=price"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "column 'price' holds 200 distinct non-integer numbers" in err
+    binned = [f"{a:.4f},{b:.4f},{p:.1f}" for a, b, p in zip(*rng.normal(size=(2, 200)), rng.integers(0, 3, 200) + 0.5)]
+    (tmp_path / "few.csv").write_text("rooms,age,price\n" + "\n".join(binned) + "\n")  # 3 values: classes
+    assert datasets.load(str(tmp_path / "few.csv"), key=jax.random.key(0), label_column="price").num_classes == 3

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from . import synthetic as _synthetic
-from .preprocess import Standardize, encode_labels
+from .preprocess import Standardize, encode_labels, refuse_continuous
 from .preprocess import check_finite as _check_finite
 from .preprocess import check_range
 from .table import is_table, read_table
@@ -94,6 +94,7 @@ def load(
                 x, labels = _read_npz(name)
             else:
                 x, labels, features = read_table(name, label_column)
+                refuse_continuous(labels, f"{name} column {label_column or 'label'!r}")
             y, classes = encode_labels(labels)
             k = len(classes)
         elif name in _REAL:

@@ -104,6 +104,26 @@ def label_values(labels) -> np.ndarray:
     raise DataError(f"labels must be ints or strings; got dtype {labels.dtype}")
 
 
+CONTINUOUS = 20  # distinct non-integer numbers (and over a tenth of the rows) that read as a measurement
+
+
+def refuse_continuous(labels, where: str) -> None:
+    """A label column of many distinct non-integer numbers is a measurement, not classes: a one-line DataError
+    instead of one class per distinct value (a 196-class classifier of prices, silently)."""
+    try:
+        numbers = np.asarray([float(v) for v in np.asarray(labels).tolist()], np.float64)
+    except (TypeError, ValueError):
+        return  # names or mixed labels: classes
+    distinct = np.unique(numbers[np.isfinite(numbers)])
+    fractional = np.any(distinct != np.round(distinct))
+    if fractional and len(distinct) > max(CONTINUOUS, len(numbers) // 10):
+        shown = ", ".join(f"{v:g}" for v in distinct[:3])
+        raise DataError(f"{where} holds {len(distinct)} distinct non-integer numbers ({shown}, ...): a continuous "
+                        f"target, which a classification loss would turn into {len(distinct)} classes; jaxbp "
+                        f"classifies tables, so give class labels (ints or names, e.g. the values binned into "
+                        f"ranges), or point data.label_column at the class column")
+
+
 def encode_labels(labels) -> tuple[np.ndarray, tuple]:
     """(y int32 in 0..k-1, classes): ``classes[y[i]] == labels[i]``; classes sorted (numbers numerically)."""
     values = label_values(labels)
