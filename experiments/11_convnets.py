@@ -152,11 +152,12 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
     log(f"{name} as {shape} images, batch {BATCH}; backprop {runs[0]}; every rule {runs[1]}")
     results = {"trajectories": trajectories(lenet("backprop", shape), *(a[:32] for a in train), TRAJECTORY_STEPS)}
     log(f"  float64 trajectories, hand-written vs jax.grad: {results['trajectories']}")
-    rules = {k: RULES[k] for k in ("BP", "DFA")} if smoke else RULES
-    results["accuracy_run"] = cached(out_dir / ".partial-BP-adam.json", smoke, lambda: train_rule(
-        "backprop", train, test, shape, runs[0]["epochs"], seeds, runs[0]["optimizer"]))
-    results["rules"] = {label: cached(out_dir / f".partial-{label}-sgd.json", smoke, lambda: train_rule(
+    rules = {"BP": RULES["BP"]} if smoke else RULES  # the smoke run: the code path, one rule, one compile each
+    compared = {label: cached(out_dir / f".partial-{label}-sgd.json", smoke, lambda: train_rule(
         rule, train, test, shape, runs[1]["epochs"], seeds, runs[1]["optimizer"])) for label, rule in rules.items()}
+    results["accuracy_run"] = compared["BP"] if smoke else cached(out_dir / ".partial-BP-adam.json", smoke,
+        lambda: train_rule("backprop", train, test, shape, runs[0]["epochs"], seeds, runs[0]["optimizer"]))
+    results["rules"] = compared
     dp = {**DP, "epochs": 1, "batch": 120} if smoke else DP
     results["private"] = private_run(train, test, shape, dp)
 
@@ -195,7 +196,8 @@ def figure(results: dict, out_dir: Path) -> None:
     curves.set(xlabel="epoch", ylabel="test accuracy", title="LeNet-style convnet: test accuracy")
     angles.set(xlabel="weight (conv1, conv2, dense1, dense2)", ylabel="degrees", title="final angle to the gradient")
     curves.legend(fontsize=8)
-    angles.legend(fontsize=8)
+    if len(results["rules"]) > 1:  # the smoke run has backprop alone
+        angles.legend(fontsize=8)
     fig.tight_layout()
     save_figure(fig, out_dir, "convnets.png")
 

@@ -164,3 +164,17 @@ def test_only_the_checker_and_the_bench_reference_call_jax_autodiff():
     assert {c for c in callers if not c.startswith("checking/")} <= {"bench/contenders.py", "bench/privacy.py",
                                                                      "bench/modes.py"}, callers
     assert {"checking/compare.py", "checking/models.py", "checking/rules.py"} <= callers  # the walk finds them
+
+
+def test_lenet_targets_are_judged_from_the_rows():
+    """The convnet suite's judge: each threshold against its row, a missed one marked in the markdown."""
+    from jaxbp.bench import convnet
+
+    row = {"n": 128, "times": {"jaxbp": 0.04, "jax.grad": 0.05, "private": 0.05},
+           "ratios": {"jaxbp/jax.grad": 0.8, "private/plain time": 1.2}, "ratio_spread": 0.01,
+           "temp_bytes": {"jaxbp": 10, "private": 30}, "private/plain memory": 3.0}
+    results = {"rows": [row], "compile": {"jaxbp_s": 1.9, "jax.grad_s": 2.4, "ratio": 0.8},
+               "environment": {"device": "cpu", "load_average": [1.0], "jax": "0"}, "rounds": 1, "block_s": 0.1}
+    results["targets"] = convnet.targets(results)
+    assert [t["met"] for t in results["targets"]] == [True, True, False, True]
+    assert "| private/plain memory, lenet n=128 | <= 2.0 | 3.000 | **missed** |" in convnet.markdown(results)
