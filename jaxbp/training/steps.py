@@ -17,7 +17,7 @@ import optax
 from . import checked as _checked
 from ..errors import ConfigError
 from ..scale.fold import fold_batch_sums
-from ..networks import Model
+from ..networks import Model, modal_names
 from ..plugins.rules import join, split, trainable
 from ..privacy import DPConfig, fold_noise, private_step_fn
 
@@ -74,12 +74,12 @@ def train_value_and_grad(model: Model) -> Callable:
 
 
 def _no_per_example(model: Model, what: str) -> str:
-    names = [getattr(layer.forward, "__qualname__", "").split(".")[0] for layer in model.layers if layer.modal]
+    names = modal_names(model)
     if "batch_norm" in names:
         return (f"{what} needs each example's own gradient, and batch norm has none: examples interact through "
                 f"the batch statistics; use jaxbp.layer_norm (each example normalized on its own) in its place")
     return (f"{what} runs each example on its own, without the train mode's keys and state; this model has "
-            f"modal layers ({', '.join(n or '?' for n in names)}): train it without {what}")
+            f"modal layers ({', '.join(names)}): train it without {what}")
 
 
 def _check_opt_state(model: Model, optimizer, opt_state, trained) -> None:
