@@ -10,6 +10,7 @@ import errno
 import json
 import os
 
+import jax
 import numpy as np
 import pytest
 
@@ -170,3 +171,16 @@ def test_summary_is_written_after_params_and_model_json(tmp_path, monkeypatch):
     assert final[-1] == "summary.json" and "model.json" in final and "loss.png" in final
     assert finish.incomplete(str(tmp_path / "run"), read_meta(str(tmp_path / "run" / "checkpoint.npz")), True) == []
     assert runlog.SUMMARY == "summary.json"
+
+
+def test_a_bfloat16_run_evaluates_in_bfloat16_as_it_trained(tmp_path):
+    run = tmp_path / "bf16"
+    result = jaxbp.train(None, run, overrides=TINY + ["train.epochs=2", "train.precision=bfloat16"], progress=False)
+    loaded = jaxbp.load_run(run)
+    config = result.config.data
+    raw = jaxbp.datasets.load(config.name, key=jax.random.key(config.seed), n=config.n, noise=config.noise,
+                              test_fraction=config.test_fraction, standardize=False)
+    evaluation = loaded.evaluate(np.asarray(raw.x_test), np.asarray(raw.y_test))
+    assert evaluation.accuracy == pytest.approx(result.summary["test_accuracy"], abs=1e-6)
+    assert evaluation.loss == pytest.approx(result.summary["test_loss"], rel=1e-2)  # bfloat16's last digits
+    assert loaded.predict(X).dtype == np.float32  # computed in bfloat16, returned in the params' dtype
