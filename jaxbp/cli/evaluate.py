@@ -21,7 +21,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    loaded = load_run(args.run_dir, args.replica, plugins=args.plugins)
+    loaded = load_run(args.run_dir, args.replica, plugins=args.plugins, which=args.which)
     x, labels, lines = read_inputs(args.data, loaded.record, need_labels=True, with_lines=True)
     try:
         result = loaded.evaluate(x, labels, where=args.data, lines=lines)

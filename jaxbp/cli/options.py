@@ -12,6 +12,9 @@ def add_plugins(parser) -> None:
 
 def add_run(parser) -> None:
     parser.add_argument("run_dir", metavar="RUN", help="a run folder made by `jaxbp train --out RUN`")
+    parser.add_argument("--which", choices=("last", "best"), default="last",
+                        help="the params to use: last (params.npz, default) or best (best.npz: the best epoch on the "
+                             "validation split, kept when data.validation_fraction > 0)")
     parser.add_argument("--replica", type=int, metavar="R",
                         help="which replica of a run with several (learning-rate list or train.replicas > 1)")
     add_plugins(parser)

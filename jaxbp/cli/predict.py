@@ -22,7 +22,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    loaded = load_run(args.run_dir, args.replica, plugins=args.plugins)
+    loaded = load_run(args.run_dir, args.replica, plugins=args.plugins, which=args.which)
     x, _ = read_inputs(args.input, loaded.record)
     probabilities = np.asarray(loaded.predict(x))
     labels = loaded.classify(x)

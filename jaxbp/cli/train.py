@@ -98,6 +98,12 @@ def report(summary: dict, run_dir) -> None:
     took = (f"epochs {resumed + 1}..{summary['epochs']} in {summary['wall_time_s']:.1f} s (this invocation; "
             f"{summary['total_time_s']:.1f} s since epoch 1, as the progress line counts)" if resumed
             else f"in {summary['wall_time_s']:.1f} s")
+    if "best_epoch" in summary:
+        metric = next(key for key in summary if key.startswith("best_val_"))
+        replica = f", replica {summary['best_replica']}" if "best_replica" in summary else ""
+        print(f"best epoch {summary['best_epoch']} by {metric[5:]} {summary[metric]:.4f}{replica} on the "
+              f"{summary['n_validation']}-example validation split: best.npz (--which best, "
+              f"load_run(..., which=\"best\"))")
     print(f"{summary['epochs']} epochs, {summary['steps']} steps ({summary['dropped_per_epoch']} ragged examples "
           f"dropped per epoch), {took}, {summary['examples_per_second']:,.0f} examples/s timed "
           f"{summary['examples_per_second_timed']}" + (f"; run folder {run_dir}" if run_dir else ""))

@@ -35,6 +35,9 @@ class DataConfig:
     factor: float | None = setting(None, help="the run writes the generator's default (circles)")
     seed: int = setting(0)
     label_column: str | None = setting(None, help='a .csv/.tsv file\'s label column, "label" when unset')
+    # held out of the training split (its last rows) for model selection: val_loss / val_accuracy each epoch
+    validation_fraction: float = setting(0.0, in_range(0.0, 1.0, True, False, "the share of the training split "
+                                                                              "held out for validation"))
 
     def finish(self) -> DataConfig:
         name = self.name
@@ -114,6 +117,16 @@ class ModelConfig:
 
 
 @dataclass(frozen=True)
+class EarlyStopping:
+    """[train.early_stopping]: stop when the validation metric has not improved for ``patience`` epochs."""
+
+    patience: int = setting(0, at_least(0))  # 0: never stop early (the best epoch is still kept)
+    metric: str = setting("val_loss", one_of("val_loss", "val_accuracy"))
+    mode: str = setting("auto", one_of("auto", "min", "max"))  # auto: min for a loss, max for an accuracy
+    min_delta: float = setting(0.0, at_least(0))  # an improvement must beat the best by more than this
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """[train]: epochs, batch size, seed, replicas, checkpoints, plots, devices, precision."""
 
@@ -130,6 +143,7 @@ class TrainConfig:
     devices: int = setting(1, at_least(0))
     replica_devices: int = setting(0, at_least(0))
     precision: str = setting("float32", one_of("float32", "bfloat16", "float64"))
+    early_stopping: EarlyStopping = setting(EarlyStopping())
 
 
 @dataclass(frozen=True)
@@ -179,6 +193,9 @@ class RunConfig:
                            "statistics): use a layer_norm in its place" if self.model.batch_norm else "")
             raise ConfigError(f"{what} = true cannot train with {' and '.join(modal)}: it runs each example on its "
                               f"own, outside train mode{alternative}; or set {what} = false")
+        if self.train.early_stopping.patience and not self.data.validation_fraction:
+            raise ConfigError("train.early_stopping.patience stops on the validation split, and there is none: set "
+                              "data.validation_fraction, e.g. 0.1 (a tenth of the training split held out)")
         if self.privacy.enabled and self.train.batch_size == 0:
             raise ConfigError("train.batch_size = 0 (full batch) cannot be private: every step sees every example, so "
                               "there is no sampling to amplify privacy; set train.batch_size to e.g. 1/20 of the data")

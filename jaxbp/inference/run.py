@@ -26,6 +26,7 @@ from ..training.finish import check_params
 from ..training.guard import all_finite
 from ..training.record import read_record, standardizer
 from ..training.runlog import CONFIG, PARAMS
+from ..training.selection import BEST
 from ..training.steps import evaluate, predicted_class
 
 
@@ -122,10 +123,13 @@ def eval_mode(model) -> str:
     return "eval mode" + (f": {', '.join(names)}" if names else "")
 
 
-def load_run(path, replica: int | None = None, *, plugins=()) -> LoadedRun:
+def load_run(path, replica: int | None = None, *, plugins=(), which: str = "last") -> LoadedRun:
     """Load the run folder ``path``; ``replica`` picks one of several. Its recorded plugins are imported
-    again (then ``plugins``), so a run with a custom activation loads in a new process."""
+    again (then ``plugins``), so a run with a custom activation loads in a new process. ``which``: "last"
+    (params.npz, the end of training) or "best" (best.npz, the best epoch on the validation split)."""
     path = os.fspath(path)
+    if which not in ("last", "best"):
+        raise ConfigError(f"which must be 'last' (params.npz) or 'best' (best.npz); got {which!r}")
     if not os.path.isfile(os.path.join(path, CONFIG)):
         what = "no such folder" if not os.path.isdir(path) else f"it has no {CONFIG}"
         raise CheckpointError(f"cannot load run {path}: {what}. Point at a folder made by `jaxbp train --out DIR`")
@@ -146,7 +150,12 @@ def load_run(path, replica: int | None = None, *, plugins=()) -> LoadedRun:
     template = jax.eval_shape(model.init, jax.random.key(0))
     if replicas > 1:
         template = jax.tree.map(lambda t: jax.ShapeDtypeStruct((replicas, *t.shape), t.dtype), template)
-    params_path = os.path.join(path, PARAMS)
+    params_path = os.path.join(path, PARAMS if which == "last" else BEST)
+    if which == "best" and not os.path.isfile(params_path):
+        raise CheckpointError(f"run {path} has no {BEST}: a run keeps its best epoch when it holds out a validation "
+                              f"split; train with --set data.validation_fraction=0.1")
+    if which == "best":  # best.npz belongs to the run (its id) but is not the params.npz whose digest model.json holds
+        record = {key: value for key, value in record.items() if key != "params_sha256"}
     if not os.path.isfile(params_path):
         raise CheckpointError(f"run {path} has no {PARAMS} (its training did not finish, or stopped while saving): "
                               f"jaxbp train --resume {path} finishes it, or rebuilds the final files of a finished run")

@@ -47,6 +47,7 @@ class Run(NamedTuple):
     replicas: int
     privacy: dict | None = None  # the resolved [privacy] settings of a DP-SGD run
     mesh: Any = None  # replica x data; None: one device, one process
+    validation: tuple | None = None  # (x_val, y_val) held out of the training split (data.validation_fraction)
 
 
 def build(config: RunConfig) -> Run:
@@ -60,8 +61,9 @@ def build(config: RunConfig) -> Run:
     data = datasets.load(data_cfg.name, key=jax.random.key(data_cfg.seed), n=data_cfg.n,
                          test_fraction=data_cfg.test_fraction, noise=data_cfg.noise,
                          standardize=data_cfg.standardize, label_column=data_cfg.label_column, **options)
+    data_cfg = resolved_data(data_cfg, data.x_train.shape[0] + data.x_test.shape[0])
+    data, validation = hold_out(data, data_cfg.validation_fraction)
     n_train = data.x_train.shape[0]
-    data_cfg = resolved_data(data_cfg, n_train + data.x_test.shape[0])
     batch = train_cfg.batch_size or n_train  # 0 means full batch
     if batch > n_train:
         raise ConfigError(f"train.batch_size = {batch} is more than the {n_train} training examples; "
@@ -71,6 +73,8 @@ def build(config: RunConfig) -> Run:
     if tables:
         input_shape = _input_shape(data, tables)
         data = data._replace(x_train=data.x_train.reshape(-1, *input_shape), x_test=data.x_test.reshape(-1, *input_shape))
+    if validation is not None:  # the same dtype and per-example shape as the training inputs
+        validation = (jnp.asarray(validation[0], data.x_train.dtype).reshape(-1, *data.x_train.shape[1:]), validation[1])
     mesh = check_batch_split(batch, _cluster.run_mesh(train_cfg.devices, config.replicas, train_cfg.replica_devices))
     out = output_size(model_cfg.loss, data.num_classes)
     steps = n_train // batch
@@ -99,7 +103,25 @@ def build(config: RunConfig) -> Run:
         plugins = (get_loss(model_cfg.loss), *map(get_activation, model_cfg.activations), get_rule(model_cfg.rule))
     model, optimizer, init, epoch, replicas = programs(spec, plugins, mesh)
     rates = jnp.asarray(optimizer_cfg.rates * (replicas // len(optimizer_cfg.rates)))  # each replica's peak rate
-    return Run(config, data, model, optimizer, lambda key: init(key, rates), epoch, steps, replicas, privacy, mesh)
+    if validation is not None and mesh is not None:
+        raise ConfigError("data.validation_fraction is evaluated on one device; train with train.devices = 1, or "
+                          "set data.validation_fraction = 0")
+    return Run(config, data, model, optimizer, lambda key: init(key, rates), epoch, steps, replicas, privacy, mesh,
+               validation)
+
+
+def hold_out(data, fraction: float):
+    """The training split's last ``fraction`` of rows (at least one) as (x_val, y_val), and the data without them;
+    the split is already shuffled, so they are a random sample. (data, None) when ``fraction`` is 0."""
+    if not fraction:
+        return data, None
+    n = data.x_train.shape[0]
+    m = max(1, round(fraction * n))
+    if m >= n:
+        raise ConfigError(f"data.validation_fraction = {fraction} holds out {m} of the {n} training examples, "
+                          f"leaving none to train on; use a smaller fraction")
+    return (data._replace(x_train=data.x_train[:-m], y_train=data.y_train[:-m]),
+            (data.x_train[-m:], data.y_train[-m:]))
 
 
 def _input_shape(data, tables) -> tuple:

@@ -28,6 +28,7 @@ from ..boundary.files import write_atomic
 from . import finish as _finish
 from .checkpoint import Checkpoint, save_checkpoint
 from .record import make_record, write_record
+from . import selection as _selection
 
 
 class TrainResult(NamedTuple):
@@ -89,14 +90,18 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending, me
     offset = rows[-1]["time_s"] if rows else 0.0
     start, first_epoch_s = time.perf_counter(), 0.0
     finite, saved = state, first  # the last state with finite params (the only kind a checkpoint holds); saved epoch
+    validate, best, stopped = _selection.validation_fn(run), _selection.Best(train_cfg.early_stopping, rows), None
     try:
         for index in range(first, epochs):
             params, opt_state, metrics = run.epoch(state.params, state.opt_state, shuffle_key, index, *arrays)
+            metrics = {**metrics, **validate(params)} if validate else metrics  # dispatched before the one sync
             metrics = jax.device_get(metrics)  # the one host sync per epoch
             first_epoch_s = first_epoch_s or time.perf_counter() - start  # includes compiling the epoch
             step = state.step + run.steps_per_epoch
             row = _runlog.metrics_row(index + 1, step, offset + time.perf_counter() - start, metrics, run.replicas)
             row.update(_privacy.epoch_row(run.privacy, step, metrics) if run.privacy else {})
+            row.update({name: _runlog.metric_value(metrics[name], run.replicas) for name in _selection.VAL_NAMES
+                        if validate})
             bad = _guard.nonfinite_names(row, metrics["params_finite"])
             log.epoch({**row, _guard.FLAG: bad} if bad else row)  # a signal from here on: resume drops the row
             state = Checkpoint(params, opt_state, step, index + 1, state.key)  # the epoch is done only now
@@ -106,6 +111,13 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending, me
             if checkpoint and every and state.epoch % every == 0 and state.epoch < epochs:
                 saved = _save(log, checkpoint, meta, state, finite, saved)
             _cluster.stop_together(pending())  # a signal to any of several processes stops them all here
+            if validate and not bad:
+                best.update(row, params)
+                if best.should_stop(state.epoch):
+                    stopped = state.epoch
+                    log.message(f"early stopping after epoch {stopped}: {best.metric} has not improved for "
+                                f"{best.patience} epochs; the best epoch, {best.epoch}, is kept in {_selection.BEST}")
+                    break
     except KeyboardInterrupt:
         if checkpoint and finite.epoch > first:
             saved = _save(log, checkpoint, meta, finite, finite, saved)
@@ -115,10 +127,13 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending, me
     if run.mesh is not None:  # sharded over devices (and processes): gathered to the host once, at the end
         state, finite = (host := _cluster.host_state(state)), (host if finite is state else finite)
     summary = summary_of(run, log.rows, state, first, time.perf_counter() - start, first_epoch_s)
+    summary.update({"n_validation": int(run.validation[1].shape[0]), **best.summary(stopped)} if validate else {})
     saved = _save(log, checkpoint, meta, state, finite, saved) if run_dir is not None else saved  # every process
     chosen, which = _finish.which_params(state, finite, train_cfg.final_params)
     params = params_of(run, chosen)
     if run_dir is not None and _cluster.is_writer():  # summary.json, the "done", is written last
+        if validate:  # before the final writes: summary.json, written last, names the best epoch
+            _selection.write_best(run_dir, run, best, {"run_id": meta["run_id"], "config_sha256": meta["config_sha256"]})
         _finish.write_final(run_dir, run, log.rows, params, which, summary, meta, plugins, log.message)
     return TrainResult(params, state.opt_state, {**summary, "params": which}, config, run_dir)
 

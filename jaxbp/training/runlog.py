@@ -93,12 +93,17 @@ def read_metrics(path: str, upto_epoch: int, notes: list | None = None, tolerant
     return rows
 
 
+def metric_value(value, replicas: int):
+    """A metric as JSON: a float, or a list of K floats for K > 1 replicas."""
+    values = [float(v) for v in np.ravel(value)]
+    return values if replicas > 1 else values[0]
+
+
 def metrics_row(epoch: int, step: int, seconds: float, metrics: dict, replicas: int) -> dict:
     """One JSON-ready row: each metric a float, or a list of K floats for K > 1 replicas."""
     row = {"epoch": epoch, "step": step, "time_s": round(seconds, 4)}
     for name in METRIC_NAMES:
-        values = [float(v) for v in np.ravel(metrics[name])]
-        row[name] = values if replicas > 1 else values[0]
+        row[name] = metric_value(metrics[name], replicas)
     return row
 
 
@@ -163,6 +168,8 @@ def _metrics(row: dict) -> str:
     mean = {name: float(np.mean(row[name])) for name in METRIC_NAMES}
     return (f"batch loss {mean['batch_loss']:.4f} train acc {mean['train_accuracy']:.1%} "
             f"test loss {mean['test_loss']:.4f} test acc {mean['test_accuracy']:.1%}"
+            + (f" val loss {float(np.mean(row['val_loss'])):.4f} val acc {float(np.mean(row['val_accuracy'])):.1%}"
+               if "val_loss" in row else "")
             + (f" eps {row['epsilon']:.2f}" if "epsilon" in row else ""))  # a private run: epsilon spent so far
 
 
