@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import jaxbp
 from jaxbp import checking
@@ -93,3 +94,11 @@ def test_check_feeds_integer_labels_through_encode_as_training_does(restore_regi
     model, optimizer = jaxbp.mlp([2, 3], loss="my_svm"), optax.sgd(0.1)  # and it trains on integer labels
     params = model.init(jax.random.key(0))
     jaxbp.make_train_step(model, optimizer)(params, optimizer.init(params), jnp.ones((4, 2)), jnp.array([0, 1, 2, 1]))
+
+
+def test_huber_is_optax_huber_loss_with_delta_one():
+    z, y = jnp.array([[0.2, -3.0, 1.5]]), jnp.array([[0.0, 0.0, 0.0]])
+    loss = jaxbp.get_loss("huber")
+    assert float(loss.value(z[0], y[0])) == pytest.approx(float(jnp.sum(optax.huber_loss(z[0], y[0], delta=1.0))))
+    np.testing.assert_allclose(loss.backward(z[0], y[0]), [0.2, -1.0, 1.0])
+    np.testing.assert_allclose(loss.encode(jnp.array([0, 2]), 3), [[1, 0, 0], [0, 0, 1]])  # classes one-hot, as mse

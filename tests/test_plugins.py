@@ -16,7 +16,7 @@ from jaxbp.plugins.layers import LAYERS
 from jaxbp.plugins.losses import LOSSES
 
 PUBLIC_ACTIVATIONS = {"identity", "sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "gelu", "softmax"}
-PUBLIC_LOSSES = {"binary_cross_entropy", "softmax_cross_entropy", "mse", "multiclass_hinge", "binary_hinge"}
+PUBLIC_LOSSES = {"binary_cross_entropy", "softmax_cross_entropy", "mse", "multiclass_hinge", "binary_hinge", "huber"}
 REGISTERED = [(kind, name) for kind, names in checking.plugin_names().items() for name in names]
 
 

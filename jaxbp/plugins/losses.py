@@ -126,6 +126,17 @@ register_loss(
 )
 
 
+register_loss(
+    "huber",
+    # J = sum_k 1/2 r_k^2 where |r_k| <= 1, |r_k| - 1/2 beyond (r = a - y, a = z): mse near the target, l1 far off
+    value=lambda z, y: jnp.sum(jnp.where(jnp.abs(z - y) <= 1.0, 0.5 * (z - y) ** 2, jnp.abs(z - y) - 0.5)),
+    # dJ/dz = r where |r| <= 1, sign(r) beyond: a - y clipped to [-1, 1]
+    backward=lambda z, y: jnp.clip(z - y, -1.0, 1.0),
+    encode=value_targets,
+    smooth=False,  # J'' jumps at |r| = 1: finite differences in the kink band
+)
+
+
 def _margins(z) -> jax.Array:
     """m[c, j] = z_j - z_c + 1: class j's margin violation when c is the true class (CS231n's delta = 1)."""
     return z[None, :] - z[:, None] + 1.0
