@@ -11,9 +11,11 @@ Answer: (1) with batch norm after every hidden layer the final test accuracy is 
 points, 94-98%) from 0.01x to 1x He, where the plain network goes from chance (8%) to 95%. Above
 1x, batch norm still beats the plain network by 18+ points but learns slower: the layers are then
 scale-invariant, so a weight 10x larger takes Adam's steps of the same size 10x longer to turn.
-(2) On 150 training digits every network reaches 100% training accuracy (Adam, 150 epochs); dropout
-p = 0.5 lifts test accuracy from 89.1% to 91.1% and so narrows the gap by a fifth (0.109 -> 0.089).
-On digits the effect is modest; p = 0.75 starts to cost training fit (loss 0.13) more than it gains. Every gradient, including batch norm's backward
+(2) Only weakly, on digits: over 5 seeds every network fits the 150 examples (train accuracy 100%
+in eval mode), and the gap goes 0.108 / 0.094 / 0.101 / 0.123 at p = 0 / 0.25 / 0.5 / 0.75, test
+accuracy 89.2 / 90.6 / 89.9 / 87.5%. p = 0.25 and 0.5 narrow the gap by 1-1.5 points, about the
+spread between seeds; our target (the gap at p = 0.5 at most 0.9x that at p = 0) is missed (0.94x).
+Every gradient, including batch norm's backward
 through the batch statistics, is jaxbp's hand-written one; the networks train in train mode
 (jaxbp.make_replica_step / make_scan_step) and are evaluated in eval mode (jaxbp.evaluate).
 """
@@ -39,7 +41,7 @@ DEPTH, WIDTH = 8, 64  # hidden layers of the scale experiment
 SCALES = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)  # weight scale, times the He init
 SCALE_EPOCHS, BATCH, LEARNING_RATE = 15, 64, 1e-3
 RATES = (0.0, 0.25, 0.5, 0.75)  # dropout probabilities
-SUBSET, DROP_WIDTH, DROP_EPOCHS = 150, 256, 150  # a small training set, a wide MLP, long training
+SUBSET, DROP_WIDTH, DROP_EPOCHS, DROP_SEEDS = 150, 256, 150, 5  # a small training set, a wide MLP, long training
 
 
 def deep_mlp(d: int, k: int, depth: int, width: int, norm: bool) -> jaxbp.Model:
@@ -84,22 +86,25 @@ def scale_sweep(data, depth, width, epochs, scales) -> dict:
     return out
 
 
-def dropout_sweep(data, subset, width, epochs, rates) -> dict:
+def dropout_sweep(data, subset, width, epochs, rates, seeds) -> dict:
+    """Each rate's MLP from ``seeds`` initializations at once (replicas), on the first ``subset`` training digits."""
     x, y = data.x_train[:subset], data.y_train[:subset]
-    out = {"train_accuracy": [], "test_accuracy": [], "gap": [], "train_loss": [], "test_loss": [], "loss_gap": []}
+    out = {"train_accuracy": [], "test_accuracy": [], "gap": [], "gap_per_seed": [], "test_loss": []}
     for rate in rates:
         model = jaxbp.network(x.shape[1], [jaxbp.dense(width, "relu"), jaxbp.dropout(rate), jaxbp.dense(width, "relu"),
                                            jaxbp.dropout(rate), jaxbp.dense(data.num_classes)], "softmax_cross_entropy")
         optimizer = optax.adam(LEARNING_RATE)
-        params = model.init(jax.random.key(SEED))
-        step = jaxbp.make_scan_step(model, optimizer)
-        params, _ = train(model, params, optimizer.init(jaxbp.trainable(params)), step, data, epochs, 50, x, y, SEED)
-        train_loss, train_acc = map(float, evaluate(model, params, x, y))  # eval mode: no units dropped
-        test_loss, test_acc = map(float, evaluate(model, params, data.x_test, data.y_test))
-        log(f"dropout p = {rate:4.2f}: accuracy train {train_acc:.3f} test {test_acc:.3f} gap {train_acc - test_acc:.3f}"
-            f"; loss train {train_loss:.3f} test {test_loss:.3f} gap {test_loss - train_loss:.3f}")
-        for k, v in zip(out, (train_acc, test_acc, train_acc - test_acc, train_loss, test_loss,
-                              test_loss - train_loss)):
+        keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(SEED), jnp.arange(seeds))
+        params, opt_state = jaxbp.init_replicas(model, optimizer, keys)
+        step = jaxbp.make_replica_step(model, optimizer, scan=True)
+        params = jax.device_get(train(model, params, opt_state, step, data, epochs, 50, x, y, SEED)[0])
+        one = [jax.tree.map(lambda a: a[i], params) for i in range(seeds)]
+        train_acc = np.array([float(evaluate(model, p, x, y)[1]) for p in one])  # eval mode: no units dropped
+        test = np.array([[float(v) for v in evaluate(model, p, data.x_test, data.y_test)] for p in one])
+        gap = train_acc - test[:, 1]
+        log(f"dropout p = {rate:4.2f}: accuracy train {train_acc.mean():.3f} test {test[:, 1].mean():.3f} "
+            f"(seeds {' '.join(f'{a:.3f}' for a in test[:, 1])}) gap {gap.mean():.3f}; test loss {test[:, 0].mean():.3f}")
+        for k, v in zip(out, (train_acc.mean(), test[:, 1].mean(), gap.mean(), gap, test[:, 0].mean())):
             out[k].append(v)
     return out
 
@@ -111,7 +116,7 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
     scales, rates = ((0.1, 1.0), (0.0, 0.5)) if smoke else (SCALES, RATES)
     data = load("digits", seed=SEED)
     sweep = scale_sweep(data, depth, width, scale_epochs, scales)
-    drop = dropout_sweep(data, SUBSET, drop_width, drop_epochs, rates)
+    drop = dropout_sweep(data, SUBSET, drop_width, drop_epochs, rates, 2 if smoke else DROP_SEEDS)
     small, half = scales.index(1.0) + 1, rates.index(0.5)  # 0.01x .. 1x; p = 0.5
     spread = {k: max(v[:small]) - min(v[:small]) for k, v in sweep.items()}
     targets = {
@@ -119,9 +124,10 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
         "plain: test accuracy spread over weight scales 0.01x..1x": check(spread["plain"], ">=", 0.5),
         "worst test accuracy over all scales, batch norm - plain": check(
             min(sweep["batch norm"]) - min(sweep["plain"]), ">=", 0.3),
-        "dropout p=0.5: train-test accuracy gap / gap at p=0": check(drop["gap"][half] / max(drop["gap"][0], 1e-9),
-                                                                      "<=", 0.9),
-        "dropout p=0.5 - p=0: test accuracy": check(drop["test_accuracy"][half] - drop["test_accuracy"][0], ">=", 0.0),
+        "dropout p=0.5: train-test accuracy gap / gap at p=0 (mean of seeds)": check(
+            drop["gap"][half] / max(drop["gap"][0], 1e-9), "<=", 0.9),
+        "dropout p=0.5 - p=0: test accuracy (mean of seeds)": check(
+            drop["test_accuracy"][half] - drop["test_accuracy"][0], ">=", 0.0),
     }
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
@@ -144,7 +150,8 @@ def main(smoke: bool = False, out_dir: Path = default_out(__file__)) -> dict:
         out_dir, NAME, smoke=smoke, started=started,
         config={"dataset": "digits", "depth": depth, "width": width, "scales": scales, "scale_epochs": scale_epochs,
                 "batch": BATCH, "optimizer": f"adam({LEARNING_RATE})", "batch_norm": "after every hidden layer",
-                "dropout_rates": rates, "subset": SUBSET, "dropout_width": drop_width, "dropout_epochs": drop_epochs},
+                "dropout_rates": rates, "subset": SUBSET, "dropout_width": drop_width, "dropout_epochs": drop_epochs,
+                "dropout_seeds": 2 if smoke else DROP_SEEDS},
         results={"scale_sweep_test_accuracy": sweep, "spread": spread, "dropout": drop}, targets=targets,
     )
 

@@ -8,6 +8,7 @@ and any spatial axes, as for NHWC images.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -17,25 +18,36 @@ from ..errors import ConfigError
 from .layers import Layer, register_layer
 
 
+def _keep(key, shape, kept: int) -> jax.Array:
+    """Bernoulli(kept / 2^16) draws from 16 random bits each, two per 32-bit word: a quarter of the cost of
+    jax.random.bernoulli's float uniforms on XLA:CPU (the mask's draw is most of dropout's cost)."""
+    size = math.prod(shape)
+    words = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
+    halves = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:size].reshape(shape)
+    return halves < jnp.uint16(kept)
+
+
 def dropout(rate: float) -> Layer:
-    """Inverted dropout: in train mode y = x * m / (1 - rate), m ~ Bernoulli(1 - rate); in eval mode y = x."""
+    """Inverted dropout: in train mode y = x * m / p, m ~ Bernoulli(p), p = 1 - rate (to 16 bits, so rate 0.1
+    drops with probability 0.1 +- 8e-6, and E[y] = x exactly); in eval mode y = x."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
         raise ConfigError(f"dropout rate must be a number in [0, 1), the probability of dropping a unit; got {rate!r}")
     rate = float(rate)
+    kept = min(max(round((1 - rate) * 2**16), 1), 2**16)  # P(keep) = kept / 2^16: 1 - rate to 16 bits
 
     def init(key, shape):
         del key
         return shape, {}  # nothing trained; the same shape out
 
     def forward(params, x, ctx):
-        if not ctx.train or rate == 0:
+        if not ctx.train or kept == 2**16:
             return x, None, ctx.state  # the identity (eval mode, or nothing to drop)
-        keep = jax.random.bernoulli(ctx.key, 1 - rate, x.shape)  # the mask, drawn once from this step's key
-        scale = jnp.where(keep, jnp.asarray(1 / (1 - rate), x.dtype), jnp.zeros((), x.dtype))
+        keep = _keep(ctx.key, x.shape, kept)  # the mask, drawn once from this step's key
+        scale = jnp.where(keep, jnp.asarray(2**16 / kept, x.dtype), jnp.zeros((), x.dtype))  # 1 / P(keep)
         return x * scale, scale, ctx.state
 
     def backward(params, cache, g):
-        # dJ/dx = dJ/dy * m / (1 - rate): the cached mask, never drawn again; the identity when none was drawn
+        # dJ/dx = dJ/dy * m / p: the cached mask, never drawn again; the identity when none was drawn
         return {}, g if cache is None else g * cache
 
     return Layer(init, forward, backward, shaped=True, modal=True)
