@@ -12,7 +12,7 @@ notes' Z = P W^T + b, so the backward is the notes' rule once more:
                                      with the kernel flipped and its in/out channels swapped)
 
 Both are computed by ``lax.conv_general_dilated`` (forward primitives, never autodiff); the
-im2col form -- patches, then one matmul -- measured slower on XLA:CPU (numbers in README.md).
+im2col form -- patches, then one matmul -- measured slower on XLA:CPU (the README's convnet section).
 """
 
 from __future__ import annotations
@@ -81,15 +81,19 @@ def patches(x, k: int, stride: int, pads) -> jax.Array:
 
 def per_example_weight_sq(dz, x, k: int, stride: int, pads) -> jax.Array:
     """||dZ_i^T P_i||_F^2 per example, one column block of the unfolded input at a time: the kernel offset (a, b)'s
-    block of P_i is x_i shifted by (a, b), so the (c_out, c_in) block of the gradient is one batched product and
-    neither P nor the (n, c_out, k*k*c_in) gradients are ever whole."""
+    block of P_i is x_i shifted by (a, b), so the (c_out, c_in) block of the gradient is one batched product. A
+    loop over the k*k offsets keeps one shifted copy of x alive, never P or the (n, c_out, k*k*c_in) gradients."""
     xp = jnp.pad(x, ((0, 0), *pads, (0, 0)))
-    (ho, wo), sq = dz.shape[1:3], 0
-    for a in range(k):
-        for b in range(k):
-            shifted = xp[:, a:a + (ho - 1) * stride + 1:stride, b:b + (wo - 1) * stride + 1:stride]  # block (a, b) of P
-            sq = sq + jnp.sum(jnp.einsum("nhwo,nhwc->noc", dz, shifted) ** 2, axis=(1, 2))
-    return sq
+    ho, wo = dz.shape[1:3]
+
+    def offset(index, sq):
+        a, b = index // k, index % k
+        size = (xp.shape[0], (ho - 1) * stride + 1, (wo - 1) * stride + 1, xp.shape[3])
+        rows = jax.lax.dynamic_slice(xp, (0, a, b, 0), size)
+        block = jnp.einsum("nhwo,nhwc->noc", dz, rows[:, ::stride, ::stride])  # dZ_i^T (column block (a, b) of P_i)
+        return sq + jnp.sum(block**2, axis=(1, 2))
+
+    return jax.lax.fori_loop(0, k * k, offset, jnp.zeros(dz.shape[:1], dz.dtype), unroll=k)  # a kernel row a trip
 
 
 def conv2d(features: int, kernel_size: int, stride: int = 1, padding: str | int = "SAME",
