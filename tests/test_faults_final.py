@@ -11,6 +11,7 @@ import json
 import os
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -184,3 +185,17 @@ def test_a_bfloat16_run_evaluates_in_bfloat16_as_it_trained(tmp_path):
     assert evaluation.accuracy == pytest.approx(result.summary["test_accuracy"], abs=1e-6)
     assert evaluation.loss == pytest.approx(result.summary["test_loss"], rel=1e-2)  # bfloat16's last digits
     assert loaded.predict(X).dtype == np.float32  # computed in bfloat16, returned in the params' dtype
+
+
+def test_the_bfloat16_softmax_gradient_sums_to_zero_like_float32s():
+    """The cause of bfloat16 + Adam diverging: a - y rounded the true class's 1 - e to 1, so the output gradient
+    summed to the other classes' small a (every bias drifted one way). Planted: the old formula in bfloat16."""
+    from jaxbp.plugins.losses import _log_sum_exp, get_loss
+
+    z, y = jnp.array([9.0, 1.0, -2.0], jnp.bfloat16), jnp.array([1.0, 0.0, 0.0], jnp.bfloat16)
+    grad = get_loss("softmax_cross_entropy").backward(z, y)
+    assert grad.dtype == jnp.bfloat16 and float(grad[0]) < 0
+    assert abs(float(jnp.sum(grad.astype(jnp.float32)))) < 1e-2 * float(grad[1])
+    planted = jnp.exp(z - _log_sum_exp(z)) * jnp.sum(y) - y
+    assert float(planted[0]) == 0.0  # the true class lost its -e: the sum is the other classes' a
+    assert float(jnp.sum(planted.astype(jnp.float32))) == pytest.approx(float(grad[1] + grad[2]), rel=2e-2)

@@ -114,7 +114,7 @@ register_loss(
     # J = -sum_k y_k log a_k with log a = z - lse(z), a = softmax(z): J = sum(y) lse(z) - y.z
     value=lambda z, y: jnp.sum(y) * _log_sum_exp(z) - jnp.sum(y * z),
     # dJ/dz = a sum(y) - y, which is the notes' a - y whenever y is a distribution (one-hot or soft)
-    backward=lambda z, y: jnp.exp(z - _log_sum_exp(z)) * jnp.sum(y) - y,
+    backward=lambda z, y: _at_least_f32(lambda z, y: jnp.exp(z - _log_sum_exp(z)) * jnp.sum(y) - y, z, y),
     link=jax.nn.softmax,
     encode=lambda y, k: class_targets(y, k, "softmax_cross_entropy"),
 )
@@ -135,6 +135,15 @@ register_loss(
     encode=value_targets,
     smooth=False,  # J'' jumps at |r| = 1: finite differences in the kink band
 )
+
+
+def _at_least_f32(backward, z, y) -> jax.Array:
+    """``backward`` computed in float32 (or wider) and returned in z's dtype. In bfloat16, a - y rounds the true
+    class's a = 1 - e to 1 while the other classes keep their small a: the output gradient no longer sums to
+    zero, every output bias drifts the same way, and Adam (steps of a fixed size) lets the logits grow until
+    bfloat16 cannot tell the classes apart. In float32 the true class keeps its -e."""
+    wide = jnp.promote_types(z.dtype, jnp.float32)
+    return backward(z.astype(wide), y.astype(wide)).astype(z.dtype)
 
 
 def _margins(z) -> jax.Array:
