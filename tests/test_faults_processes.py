@@ -102,3 +102,36 @@ def test_a_killed_peer_stops_the_others_in_seconds_with_one_line(tmp_path):
     finally:
         for process in procs:
             process.kill()
+
+
+PEER = """
+import sys, time
+from jaxbp.scale import rollcall
+index, port = int(sys.argv[1]), int(sys.argv[2])
+rollcall.roll_call("127.0.0.1", port, 2, index, {}, time.monotonic() + 30, 30)
+print("joined", flush=True)
+sys.stdin.readline()  # the test's cue: a collective fails now, before or after the watch saw the peer go
+rollcall.lost_in_collective(RuntimeError("gloo all-reduce failed: [external/gloo/pair.cc:538] read error"), 1.0)
+"""
+
+
+@pytest.mark.parametrize("kill", [True, False], ids=["a-peer-killed", "no-peer-gone"])
+def test_a_failed_collective_names_the_lost_process_in_one_line_without_gloo_text(kill):
+    """The race of the run above, both ways at once: process 0's collective fails as its peer is killed.
+    Planted: quoting the collective's error (as before) puts gloo's text in the line."""
+    port = free_port()
+    procs = [subprocess.Popen([sys.executable, "-c", PEER, str(i), str(port)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
+    try:
+        assert all(p.stdout.readline() == "joined\n" for p in procs)
+        if kill:
+            procs[1].send_signal(signal.SIGKILL)
+        procs[0].stdin.write("fail\n")
+        procs[0].stdin.flush()
+        _, err = procs[0].communicate(timeout=PEER_TIMEOUT_S)
+        assert procs[0].returncode == rollcall.PEER_LOST_EXIT and err.count("\n") == 1, err
+        assert ("process 1 was lost" if kill else "no process was seen to go within 1 s") in err, err
+        assert "gloo" not in err.lower() and "pair.cc" not in err and ("RuntimeError" in err or kill)
+    finally:
+        for process in procs:
+            process.kill()

@@ -125,9 +125,8 @@ def _main(argv) -> int:
     except Exception as error:  # the CLI never shows a raw traceback
         if os.environ.get("JAXBP_DEBUG"):
             raise
-        if rollcall.joined():  # with several processes this is (nearly always) a peer lost in a collective
-            first = (str(error).strip().splitlines() or [""])[0][:160]
-            rollcall.abandon(f"a process of this run was lost or failed ({type(error).__name__}: {first})")
+        if rollcall.joined():  # with several processes this is (nearly always) a peer lost in a collective:
+            rollcall.lost_in_collective(error)  # the watch names it in one line and exits 2
         print(f"jaxbp: internal error: {type(error).__name__}: {error} (rerun with JAXBP_DEBUG=1 for the traceback)", file=sys.stderr)
         return 1
 

@@ -30,7 +30,9 @@ _channels: list[socket.socket] = []
 _leaving = threading.Event()
 _ending = threading.Lock()
 _ended: list[threading.Event] = []
+_gone: list[str] = []  # why a peer ended, as the watch words it (read by a failed collective)
 LEAVE_WAIT_S = 10.0  # an orderly end waits this long for the other processes to end too
+LOST_WAIT_S = 5.0  # after a failed collective: time for the watch to name the process that was lost
 
 
 def _line(sock: socket.socket, deadline: float) -> str:
@@ -41,6 +43,21 @@ def _line(sock: socket.socket, deadline: float) -> str:
         if not chunk:
             break
         data += chunk
+    return data.decode(errors="replace").strip()
+
+
+def _id(sock: socket.socket, deadline: float) -> str:
+    """The id a peer sends first on its watch connection, byte by byte: what follows ("done") is the watch's."""
+    data = b""
+    try:
+        while not data.endswith(b"\n") and len(data) < 16:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            chunk = sock.recv(1)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
     return data.decode(errors="replace").strip()
 
 
@@ -73,7 +90,9 @@ def roll_call(host: str, port: int, count: int, index: int, identity: dict, dead
                 conn.sendall((json.dumps({"id": index, "identity": identity}) + "\n").encode())
                 answer = _line(conn, deadline)
                 if answer.startswith("go "):
-                    return _watch(socket.create_connection((host, int(answer.split()[1])), timeout=10.0), "process 0")
+                    watch = socket.create_connection((host, int(answer.split()[1])), timeout=10.0)
+                    watch.sendall(f"{index}\n".encode())  # process 0 names this process when it is lost
+                    return _watch(watch, "process 0")
                 if answer.startswith("no "):
                     raise ConfigError(answer[3:])
         except (ConnectionError, TimeoutError, OSError):  # process 0 is not listening yet
@@ -126,7 +145,9 @@ def _gather(host, port, count, identity, deadline, timeout, fix) -> None:
     with watch:
         watch.settimeout(max(1.0, deadline - time.monotonic()))
         for _ in range(count - 1):
-            _watch(watch.accept()[0], "a process of this run")
+            conn = watch.accept()[0]
+            said = _id(conn, time.monotonic() + 10.0)
+            _watch(conn, f"process {said}" if said.isdigit() else "a process of this run")
 
 
 def _watch(conn: socket.socket, who: str) -> None:
@@ -144,13 +165,14 @@ def _watch(conn: socket.socket, who: str) -> None:
         ended.set()
         if _leaving.is_set():
             return
+        if said == "done 0":
+            return
         if said.startswith("done"):
-            if said == "done 0" or _leaving.wait(LEAVE_GRACE_S):
+            _gone.append(f"{who} ended with exit status {said[5:]}")
+            if _leaving.wait(LEAVE_GRACE_S):
                 return
-            why = f"{who} ended with exit status {said[5:]}"
-        else:
-            why = f"{who} was lost (killed, or its host or network went away)"
-        abandon(why)
+            abandon(_gone[-1])
+        abandon(f"{who} was lost (killed, or its host or network went away)")
 
     threading.Thread(target=watch, name="jaxbp-peer-watch", daemon=True).start()
 
@@ -168,6 +190,19 @@ def abandon(why: str) -> None:
                     f"before; resume with the same processes)\n".encode())
         os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
         os._exit(PEER_LOST_EXIT)
+
+
+def lost_in_collective(error: BaseException, wait_s: float = LOST_WAIT_S) -> None:
+    """A step across processes failed (gloo's all-reduce, a cross-process transfer): nearly always a peer that
+    is gone. The watch names it (its connection closes at once) and ends this process; give it ``wait_s``,
+    then stop with one line in the project's words: the collective's own text speaks of gloo and C++ files."""
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:  # the watcher's abandon() ends this process meanwhile when a peer was lost
+        if _gone:  # a peer that ended in order with a failure: its watcher waits out LEAVE_GRACE_S, this does not
+            abandon(_gone[0])
+        time.sleep(0.05)
+    abandon(f"a step across the processes of this run failed and no process was seen to go within {wait_s:g} s "
+            f"(one may hang, or its network went away; {type(error).__name__}, JAXBP_DEBUG=1 shows it)")
 
 
 def leave(code: int) -> None:
