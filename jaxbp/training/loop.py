@@ -156,7 +156,7 @@ def params_of(run: Run, state: Checkpoint):
 
 def summary_of(run: Run, rows: list[dict], state: Checkpoint, first: int, wall: float, first_epoch_s: float) -> dict:
     """summary.json: the last epoch's metrics (their spread over replicas), the data, the speed, privacy spent."""
-    data, train_cfg, epochs = run.data, run.config.train, run.config.train.epochs
+    data, train_cfg, epochs = run.data, run.config.train, state.epoch  # the last epoch trained (early stopping)
     per_epoch = run.steps_per_epoch * (train_cfg.batch_size or data.x_train.shape[0]) * run.replicas
     timed = (epochs - first - 1, wall - first_epoch_s) if epochs - first > 1 else (1, wall)  # after compiling
     summary = _runlog.summarize(rows, run.replicas, {
