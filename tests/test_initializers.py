@@ -57,3 +57,12 @@ def test_mlp_and_the_config_take_init_and_bias_init(tmp_path):
         jaxbp.mlp([3, 2], bias_init="zeros")
     config = jaxbp.load_config(None, ["model.init=lecun_uniform", "model.bias_init=0.1"])
     assert (config.model.init, config.model.bias_init) == ("lecun_uniform", 0.1)
+
+
+def test_init_beside_model_layers_is_refused_naming_the_dense_tables():
+    with pytest.raises(jaxbp.ConfigError, match="give each dense table its own"):
+        jaxbp.train({"data": {"name": "moons", "n": 32}, "model": {"init": "lecun", "layers": [
+            {"kind": "dense", "features": 4, "activation": "relu"}]}, "train": {"epochs": 1}}, progress=False)
+    layer = jaxbp.dense(4, "relu", init="uniform(0.1)", bias_init=0.5)  # what a table's options reach
+    _, params = layer.init(jax.random.key(0), 3)
+    assert float(jnp.abs(params["w"]).max()) <= 0.1 and np.all(params["b"] == 0.5)

@@ -57,6 +57,10 @@ def build(config: RunConfig) -> Run:
     if tables and (model_cfg.dropout or model_cfg.batch_norm):
         raise ConfigError("model.dropout and model.batch_norm add layers to the MLP of model.hidden; with model.layers "
                           "or model.preset, add {kind = \"dropout\", rate = ...} or {kind = \"batch_norm\"} tables")
+    if tables and (model_cfg.init != "auto" or model_cfg.bias_init != 0.0):
+        raise ConfigError("model.init and model.bias_init draw the MLP of model.hidden; with model.layers or "
+                          "model.preset, give each dense table its own, e.g. {kind = \"dense\", features = 64, "
+                          "init = \"glorot_uniform\", bias_init = 0.01}")
     options = {key: getattr(data_cfg, key) for key in ("classes", "factor") if getattr(data_cfg, key) is not None}
     data = datasets.load(data_cfg.name, key=jax.random.key(data_cfg.seed), n=data_cfg.n,
                          test_fraction=data_cfg.test_fraction, noise=data_cfg.noise,
