@@ -75,12 +75,19 @@ def _default_out(dataset: str) -> str:
     return out
 
 
+def _score(row: dict, split: str) -> str:
+    """``acc 97.1%`` for a classifier, ``mse 0.0123 mae 0.0871 R2 0.9876`` for a regression."""
+    if f"{split}_r2" in row:
+        return f"mse {row[split + '_mse']:.4g} mae {row[split + '_mae']:.4g} R2 {row[split + '_r2']:.4f}"
+    return f"acc {row[split + '_accuracy']:.1%}"
+
+
 def report(summary: dict, run_dir) -> None:
     """The final numbers; with replicas, one row each and the spread across them."""
     for r in summary.get("per_replica", []):
         print(f"replica {r['replica']:>3}: lr {r['learning_rate']:<8g} seed +{r['seed_offset']:<3} "
-              f"train-set loss {r['train_loss']:.4f} acc {r['train_accuracy']:.1%}  "
-              f"test loss {r['test_loss']:.4f} acc {r['test_accuracy']:.1%}")
+              f"train-set loss {r['train_loss']:.4f} {_score(r, 'train')}  "
+              f"test loss {r['test_loss']:.4f} {_score(r, 'test')}")
     for name, s in summary.get("spread", {}).items():
         shown = (lambda v: f"{v:.1%}") if name.endswith("accuracy") else (lambda v: f"{v:.4f}")
         print(f"spread {name:<14}: mean {shown(s['mean'])} std {shown(s['std'])} "
@@ -92,8 +99,8 @@ def report(summary: dict, run_dir) -> None:
               f"q {p['q']:.4g}, {p['steps']} steps, {p['dropped_examples']} sampled example(s) over the batch "
               f"capacity dropped")
     mean = " (mean over replicas)" if summary["replicas"] > 1 else ""
-    print(f"final{mean}: train-set loss {summary['train_loss']:.4f} acc {summary['train_accuracy']:.1%}, "
-          f"test loss {summary['test_loss']:.4f} acc {summary['test_accuracy']:.1%}")
+    print(f"final{mean}: train-set loss {summary['train_loss']:.4f} {_score(summary, 'train')}, "
+          f"test loss {summary['test_loss']:.4f} {_score(summary, 'test')}")
     resumed = summary.get("resumed_from_epoch", 0)
     took = (f"epochs {resumed + 1}..{summary['epochs']} in {summary['wall_time_s']:.1f} s (this invocation; "
             f"{summary['total_time_s']:.1f} s since epoch 1, as the progress line counts)" if resumed

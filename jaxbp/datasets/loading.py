@@ -62,6 +62,7 @@ def load(
     noise: float | None = None,
     standardize: bool = True,
     label_column: str | None = None,
+    targets: bool = False,
     **options,
 ) -> Dataset:
     """Load ``name``: a built-in from ``names()``, a ``.npz`` path with arrays ``x``, ``y``, or a ``.csv`` /
@@ -74,6 +75,9 @@ def load(
     train std below 1e-8, i.e. a constant column, is replaced by 1). ``n`` defaults to the whole
     real set or to the synthetic set's default size; ``noise`` applies to synthetic sets only.
     Same key, same arguments: bit-identical arrays.
+
+    With ``targets`` (a regression: mse or huber) a user file's label column, or an ``.npz``'s y of shape (n,)
+    or (n, k), is read as float targets: y is float (n, k) and ``num_classes`` is k, the output width.
     """
     name = os.fspath(name)
     features, classes = (), None
@@ -89,6 +93,10 @@ def load(
             synthetic = ", ".join(_synthetic.GENERATORS)
             raise ConfigError(f"noise applies only to the synthetic sets {synthetic}; drop noise= for {name!r}")
         _check_options(name, options, {})
+        if targets and (name.endswith(".npz") or is_table(name)):
+            x, y, features = _read_targets(name, label_column)
+            _check_finite(name, x)
+            return _split(name, x, y, y.shape[1], (), features, n, test_fraction, standardize, shuffle_key)
         if name.endswith(".npz") or is_table(name):
             if name.endswith(".npz"):
                 x, labels = _read_npz(name)
@@ -110,8 +118,14 @@ def load(
     if k < 2:
         raise DataError(f"{name} holds only one class ({classes[0]!r}); a classifier needs at least two labels")
     _check_finite(name, x)
+    return _split(name, x, y, k, classes, features, n, test_fraction, standardize, shuffle_key,
+                  k if name in _synthetic.GENERATORS else 1)
+
+
+def _split(name, x, y, k, classes, features, n, test_fraction, standardize, shuffle_key, per_class=1) -> Dataset:
+    """Shuffle, cut into train and test, standardize x with the train statistics."""
     n = x.shape[0] if n is None else n
-    _check_n(name, n, k if name in _synthetic.GENERATORS else 1, available=x.shape[0])
+    _check_n(name, n, per_class, available=x.shape[0])
     order = _synthetic.permutation(shuffle_key, x.shape[0])[:n]
     x, y = x[order], y[order]
     n_test = round(n * test_fraction)
@@ -129,6 +143,8 @@ def load(
     for part in (x_train, x_test):
         check_range(name, part, jnp.zeros((), float).dtype, features, stats)
     y_train, y_test = jnp.asarray(y[:n_train]), jnp.asarray(y[n_train:])
+    if y.dtype.kind == "f":
+        y_train, y_test = as_float(y_train), as_float(y_test)
     return Dataset(as_float(x_train), y_train, as_float(x_test), y_test, int(k), name, stats, classes, features)
 
 
@@ -265,3 +281,30 @@ def _read_npz(path: str) -> tuple[np.ndarray, np.ndarray]:
     if y.size == 0:
         raise DataError(f"{path} holds no examples; {fix}")
     return x, y
+
+
+def _read_targets(name: str, label_column) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """x (n, d) and float targets y (n, k) of a regression file: the label column, or an .npz's y (n,) / (n, k)."""
+    if name.endswith(".npz"):
+        fix = "save it with np.savez(path, x=x, y=y), x (n, d) floats and y (n,) or (n, k) float targets"
+        if not os.path.isfile(name):
+            raise DataError(f"no such file: {name!r}; check the path ({fix})")
+        arrays = read_npz(name, DataError, fix)
+        if "x" not in arrays or "y" not in arrays:
+            raise DataError(f"{name} lacks array x or y (has: {', '.join(arrays) or 'none'}); {fix}")
+        x, y = arrays["x"], arrays["y"]
+        if x.ndim != 2 or y.ndim not in (1, 2) or x.shape[0] != y.shape[0] or y.size == 0:
+            raise DataError(f"{name}: x of shape {x.shape} and y of shape {y.shape} do not fit; {fix}")
+        where, features = f"y in {name}", ()
+    else:
+        x, y, features = read_table(name, label_column)
+        where = f"{name} column {label_column or 'label'!r}"
+    try:
+        y = np.asarray(y, np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"{where} holds non-numeric values; a regression (model.loss mse or huber) needs numbers "
+                        f"as targets: point data.label_column at a numeric column, or use a classification "
+                        f"loss for class labels") from None
+    y = y.reshape(len(y), -1)
+    _check_finite(where, y)
+    return np.asarray(x, np.float64), y, features

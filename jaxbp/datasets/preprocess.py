@@ -119,9 +119,9 @@ def refuse_continuous(labels, where: str) -> None:
     if fractional and len(distinct) > max(CONTINUOUS, len(numbers) // 10):
         shown = ", ".join(f"{v:g}" for v in distinct[:3])
         raise DataError(f"{where} holds {len(distinct)} distinct non-integer numbers ({shown}, ...): a continuous "
-                        f"target, which a classification loss would turn into {len(distinct)} classes; jaxbp "
-                        f"classifies tables, so give class labels (ints or names, e.g. the values binned into "
-                        f"ranges), or point data.label_column at the class column")
+                        f"target, which a classification loss would turn into {len(distinct)} classes; to "
+                        f"predict the values, train a regression with --set model.loss=mse (or huber); to "
+                        f"classify, give class labels (ints or names) or point data.label_column elsewhere")
 
 
 def encode_labels(labels) -> tuple[np.ndarray, tuple]:

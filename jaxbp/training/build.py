@@ -24,6 +24,8 @@ from ..plugins.layers import LAYERS
 from ..plugins.presets import from_spec
 from ..plugins.activations import get_activation
 from ..plugins.losses import get_loss, output_size
+
+REGRESSION_LOSSES = ("mse", "huber")  # on a user file these read the label column as float targets
 from ..plugins.probe import probe
 from ..plugins.rules import get_rule
 from ..privacy import training as _privacy
@@ -64,7 +66,8 @@ def build(config: RunConfig) -> Run:
     options = {key: getattr(data_cfg, key) for key in ("classes", "factor") if getattr(data_cfg, key) is not None}
     data = datasets.load(data_cfg.name, key=jax.random.key(data_cfg.seed), n=data_cfg.n,
                          test_fraction=data_cfg.test_fraction, noise=data_cfg.noise,
-                         standardize=data_cfg.standardize, label_column=data_cfg.label_column, **options)
+                         standardize=data_cfg.standardize, label_column=data_cfg.label_column,
+                         targets=model_cfg.loss in REGRESSION_LOSSES, **options)
     data_cfg = resolved_data(data_cfg, data.x_train.shape[0] + data.x_test.shape[0])
     data, validation = hold_out(data, data_cfg.validation_fraction)
     n_train = data.x_train.shape[0]

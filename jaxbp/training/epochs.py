@@ -15,7 +15,7 @@ import optax
 from . import guard as _guard
 from ..networks import Model
 from ..scale.sharded import sharded_epoch
-from .steps import evaluate, scan_steps, train_step_fn
+from .steps import scan_steps, scores, train_step_fn
 
 
 def epoch_batches(key: jax.Array, n: int, batch_size: int) -> jax.Array:
@@ -34,10 +34,9 @@ def make_epoch_fn(model: Model, optimizer: optax.GradientTransformation, batch_s
 
     def one(params, opt_state, batches, x, y, x_test, y_test):
         params, opt_state, losses = run_steps(params, opt_state, *batches)
-        train_loss, train_acc = evaluate(model, params, x, y)
-        test_loss, test_acc = evaluate(model, params, x_test, y_test)
-        metrics = {"batch_loss": jnp.mean(losses), "train_loss": train_loss, "train_accuracy": train_acc,
-                   "test_loss": test_loss, "test_accuracy": test_acc,
+        metrics = {"batch_loss": jnp.mean(losses),
+                   **{f"train_{k}": v for k, v in scores(model, params, x, y).items()},
+                   **{f"test_{k}": v for k, v in scores(model, params, x_test, y_test).items()},
                    "params_finite": _guard.all_finite(params)}  # divergence, in the epoch's one host sync
         return params, opt_state, metrics
 

@@ -191,4 +191,4 @@ def _save(log, path: str, meta: dict, state: Checkpoint, finite: Checkpoint, sav
 def _per_replica(row: dict, opt_state, seeds_vary: bool) -> list[dict]:
     rates = jax.device_get(opt_state.hyperparams["learning_rate"])
     return [{"replica": r, "seed_offset": r if seeds_vary else 0, "learning_rate": float(rate),
-             **{name: row[name][r] for name in _runlog.METRIC_NAMES[1:]}} for r, rate in enumerate(rates)]
+             **{name: row[name][r] for name in _runlog.metric_names(row)[1:]}} for r, rate in enumerate(rates)]

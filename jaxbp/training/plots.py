@@ -33,11 +33,11 @@ def save_plots(run_dir: str, rows: list[dict], model, params, data, note: Callab
         return []
     written = []
     replicas = len(np.atleast_1d(rows[0]["train_loss"])) if rows else 1
-    for metric in ("loss", "accuracy"):
+    for metric in ("loss", "r2" if rows and "test_r2" in rows[0] else "accuracy"):
         figure = curves_figure(Figure, replicas)
         _curves(figure.add_subplot(), rows, metric, replica_labels)
         written.append(_save(figure, run_dir, f"{metric}.png"))
-    if model.d_in == 2:
+    if model.d_in == 2 and not (rows and "test_r2" in rows[0]):  # a boundary between classes: classifiers only
         figure = Figure(figsize=(5.5, 5), layout="constrained")
         shown = replica_labels[0] if replica_labels and len(replica_labels) > 1 else None
         _boundary(figure.add_subplot(), model, params, data, shown)

@@ -33,6 +33,12 @@ def confusion_file(replicas: int, replica: int) -> str:
     """The name ``jaxbp evaluate`` gives its confusion plot in the run folder."""
     return "confusion.png" if replicas == 1 else f"confusion-replica{replica}.png"
 METRIC_NAMES = ("batch_loss", "train_loss", "train_accuracy", "test_loss", "test_accuracy")
+REGRESSION_NAMES = ("batch_loss", *(f"{split}_{m}" for split in ("train", "test") for m in ("loss", "mse", "mae", "r2")))
+
+
+def metric_names(row) -> tuple:
+    """The epoch metrics of a row: accuracy for a classifier, mse / mae / r2 for a regression."""
+    return REGRESSION_NAMES if "test_r2" in row else METRIC_NAMES
 
 
 def prepare_run_dir(path, overwrite: bool) -> str:
@@ -102,7 +108,7 @@ def metric_value(value, replicas: int):
 def metrics_row(epoch: int, step: int, seconds: float, metrics: dict, replicas: int) -> dict:
     """One JSON-ready row: each metric a float, or a list of K floats for K > 1 replicas."""
     row = {"epoch": epoch, "step": step, "time_s": round(seconds, 4)}
-    for name in METRIC_NAMES:
+    for name in metric_names(metrics):
         row[name] = metric_value(metrics[name], replicas)
     return row
 
@@ -165,7 +171,11 @@ def describe(row: dict, epochs: int) -> str:
 
 
 def _metrics(row: dict) -> str:
-    mean = {name: float(np.mean(row[name])) for name in METRIC_NAMES}
+    mean = {name: float(np.mean(row[name])) for name in metric_names(row)}
+    if "test_r2" in row:
+        return (f"batch loss {mean['batch_loss']:.4f} train mse {mean['train_mse']:.4g} R2 {mean['train_r2']:.4f} "
+                f"test mse {mean['test_mse']:.4g} mae {mean['test_mae']:.4g} R2 {mean['test_r2']:.4f}"
+                + (f" val loss {float(np.mean(row['val_loss'])):.4f}" if "val_loss" in row else ""))
     return (f"batch loss {mean['batch_loss']:.4f} train acc {mean['train_accuracy']:.1%} "
             f"test loss {mean['test_loss']:.4f} test acc {mean['test_accuracy']:.1%}"
             + (f" val loss {float(np.mean(row['val_loss'])):.4f} val acc {float(np.mean(row['val_accuracy'])):.1%}"
@@ -176,7 +186,7 @@ def _metrics(row: dict) -> str:
 def summarize(rows: list[dict], replicas: int, extra: dict) -> dict:
     """Final metrics (replica means when K > 1, plus each replica and the spread across them)."""
     last = rows[-1]
-    values = {name: np.atleast_1d(np.asarray(last[name], dtype=float)) for name in METRIC_NAMES[1:]}
+    values = {name: np.atleast_1d(np.asarray(last[name], dtype=float)) for name in metric_names(last)[1:]}
     summary = {**extra, "epochs": last["epoch"], "steps": last["step"], "replicas": replicas}
     summary.update({name: float(np.mean(v)) for name, v in values.items()})
     if replicas > 1:

@@ -153,3 +153,26 @@ def evaluate(model: Model, params, x, y) -> tuple[jax.Array, jax.Array]:
     z, t = model.apply(params, x), model.targets(y)
     target = (t[:, 0] > 0.5).astype(jnp.int32) if t.shape[-1] == 1 else jnp.argmax(t, axis=-1)
     return model.loss(params, x, y), jnp.mean(predicted_class(z) == target)
+
+
+def is_regression(y) -> bool:
+    """Float targets (a regression: mse or huber on a file's continuous column) rather than int class labels."""
+    return jnp.issubdtype(jnp.asarray(y).dtype, jnp.floating)
+
+
+def regression_scores(model: Model, params, x, y) -> dict:
+    """loss, mse (mean over examples of the squared error summed over outputs), mae (mean absolute error over
+    every target) and r2 = 1 - SS_res / SS_tot (summed over outputs; each output's mean is that of these targets)."""
+    z, t = model.predict(params, x), model.targets(y)
+    residual = z - t
+    total = jnp.sum((t - jnp.mean(t, axis=0)) ** 2)
+    return {"loss": model.loss(params, x, y), "mse": jnp.mean(jnp.sum(residual ** 2, axis=-1)),
+            "mae": jnp.mean(jnp.abs(residual)), "r2": 1.0 - jnp.sum(residual ** 2) / jnp.maximum(total, 1e-30)}
+
+
+def scores(model: Model, params, x, y) -> dict:
+    """{"loss", "accuracy"} for class labels; {"loss", "mse", "mae", "r2"} for float targets."""
+    if is_regression(y):
+        return regression_scores(model, params, x, y)
+    loss, accuracy = evaluate(model, params, x, y)
+    return {"loss": loss, "accuracy": accuracy}

@@ -1,0 +1,54 @@
+"""Regression on a user's table: mse / huber read the label column as float targets, metrics are MSE, MAE, R^2."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+from jaxbp import datasets
+from jaxbp.cli import main
+from jaxbp.training.steps import regression_scores
+from jaxbp.networks import mlp
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 2))
+    price = 3 * x[:, 0] - 2 * x[:, 1] + 0.1 * rng.normal(size=80)  # linear: a small net fits it well
+    path = tmp_path_factory.mktemp("reg") / "houses.csv"
+    path.write_text("rooms,age,price\n" + "\n".join(f"{a:.4f},{b:.4f},{p:.4f}" for (a, b), p in zip(x, price)) + "\n")
+    return path
+
+
+def test_a_continuous_column_suggests_mse_and_mse_trains_a_regressor(table, tmp_path, capsys):
+    base = ["train", "--set", f"data.name={table}", "--set", "data.label_column=price"]
+    assert main(base) == 2
+    assert "--set model.loss=mse" in capsys.readouterr().err
+    out = tmp_path / "run"
+    argv = base + ["--set", "model.loss=mse", "--set", "model.hidden=[8]", "--set", "train.epochs=40",
+                   "--set", "optimizer.name=adam", "--set", "optimizer.learning_rate=0.05", "--set", "train.plots=false",
+                   "--out", str(out)]
+    assert main(argv) == 0
+    assert "R2" in capsys.readouterr().out
+    summary = json.loads((out / "summary.json").read_text())
+    assert "test_accuracy" not in summary and summary["test_r2"] > 0.9, summary
+    assert summary["test_mae"] > 0 and summary["test_mse"] == pytest.approx(2 * summary["test_loss"], rel=1e-6)
+    row = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert {"train_mse", "train_mae", "train_r2", "test_r2"} <= set(row)
+
+
+def test_targets_of_an_npz_keep_their_k_columns_and_the_scores_match_numpy(tmp_path):
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(30, 3)), rng.normal(size=(30, 2))
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    data = datasets.load(str(tmp_path / "d.npz"), key=jax.random.key(0), targets=True)
+    assert data.num_classes == 2 and data.y_train.shape == (24, 2) and data.y_train.dtype.kind == "f"
+    model = mlp([3, 2], loss="mse")
+    params = model.init(jax.random.key(0))
+    z, t = np.asarray(model.predict(params, data.x_test)), np.asarray(data.y_test)
+    got = regression_scores(model, params, data.x_test, data.y_test)
+    r2 = 1 - np.sum((z - t) ** 2) / np.sum((t - t.mean(0)) ** 2)
+    np.testing.assert_allclose([got["mse"], got["mae"], got["r2"]],
+                               [np.mean(np.sum((z - t) ** 2, 1)), np.mean(np.abs(z - t)), r2], rtol=1e-12)
