@@ -16,22 +16,26 @@ from jaxbp.networks import mlp
 def table(tmp_path_factory):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(80, 2))
-    price = 3 * x[:, 0] - 2 * x[:, 1] + 0.1 * rng.normal(size=80)  # linear: a small net fits it well
+    price = 50 + 3 * x[:, 0] - 2 * x[:, 1] + 0.1 * rng.normal(size=80)  # linear: a small net fits it well
     path = tmp_path_factory.mktemp("reg") / "houses.csv"
     path.write_text("rooms,age,price\n" + "\n".join(f"{a:.4f},{b:.4f},{p:.4f}" for (a, b), p in zip(x, price)) + "\n")
     return path
 
 
-def test_a_continuous_column_suggests_mse_and_mse_trains_a_regressor(table, tmp_path, capsys):
-    base = ["train", "--set", f"data.name={table}", "--set", "data.label_column=price"]
-    assert main(base) == 2
-    assert "--set model.loss=mse" in capsys.readouterr().err
-    out = tmp_path / "run"
-    argv = base + ["--set", "model.loss=mse", "--set", "model.hidden=[8]", "--set", "train.epochs=40",
+@pytest.fixture(scope="module")
+def run(table, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reg") / "run"
+    argv = ["train", "--set", f"data.name={table}", "--set", "data.label_column=price"] + ["--set", "model.loss=mse", "--set", "model.hidden=[8]", "--set", "train.epochs=40",
                    "--set", "optimizer.name=adam", "--set", "optimizer.learning_rate=0.05", "--set", "train.plots=false",
                    "--out", str(out)]
     assert main(argv) == 0
-    assert "R2" in capsys.readouterr().out
+    return out
+
+
+def test_a_continuous_column_suggests_mse_and_mse_trains_a_regressor(table, run, capsys):
+    assert main(["train", "--set", f"data.name={table}", "--set", "data.label_column=price"]) == 2
+    assert "--set model.loss=mse" in capsys.readouterr().err
+    out = run
     summary = json.loads((out / "summary.json").read_text())
     assert "test_accuracy" not in summary and summary["test_r2"] > 0.9, summary
     assert summary["test_mae"] > 0 and summary["test_mse"] == pytest.approx(2 * summary["test_loss"], rel=1e-6)
@@ -52,3 +56,24 @@ def test_targets_of_an_npz_keep_their_k_columns_and_the_scores_match_numpy(tmp_p
     r2 = 1 - np.sum((z - t) ** 2) / np.sum((t - t.mean(0)) ** 2)
     np.testing.assert_allclose([got["mse"], got["mae"], got["r2"]],
                                [np.mean(np.sum((z - t) ** 2, 1)), np.mean(np.abs(z - t)), r2], rtol=1e-12)
+
+
+def test_targets_are_standardized_saved_and_undone_at_predict_and_evaluate(table, run, tmp_path, capsys):
+    record = json.loads((run / "model.json").read_text())
+    assert record["regression"] and record["target_standardize"]["mean"][0] == pytest.approx(50, abs=1)
+    assert main(["predict", str(run), "--input", str(table), "--out", str(tmp_path / "p.csv")]) == 0
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    truth = [float(line.split(",")[2]) for line in table.read_text().splitlines()[1:]]
+    predicted = [float(v) for v in lines[1:]]
+    assert lines[0] == "predicted_price" and np.mean(np.abs(np.subtract(predicted, truth))) < 0.5  # in price units
+    assert main(["evaluate", str(run), "--data", str(table)]) == 0
+    r2 = float(capsys.readouterr().out.split("R2 ")[1].split(",")[0])
+    assert r2 > 0.9 and (run / "predicted_vs_true.png").stat().st_size > 1000
+
+
+def test_standardize_targets_off_keeps_the_raw_targets(table):
+    raw = datasets.load(str(table), key=jax.random.key(0), label_column="price", targets=True, standardize_targets=False)
+    scaled = datasets.load(str(table), key=jax.random.key(0), label_column="price", targets=True)
+    assert raw.target_standardize is None and float(np.mean(raw.y_train)) == pytest.approx(50, abs=1)
+    np.testing.assert_allclose(scaled.target_standardize.apply(np.asarray(raw.y_test)), scaled.y_test, rtol=1e-12)
+    assert abs(float(np.mean(scaled.y_train))) < 1e-9

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 
-from ..inference.files import read_inputs, write_predictions
+from ..inference.files import read_inputs, write_predictions, write_values
 from ..inference.run import eval_mode, load_run
 from .options import add_run
 
@@ -24,6 +24,13 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     loaded = load_run(args.run_dir, args.replica, plugins=args.plugins, which=args.which)
     x, _ = read_inputs(args.input, loaded.record)
+    if loaded.regression:  # values in the targets' own units
+        values = np.asarray(loaded.predict(x))
+        write_values(args.out, values, loaded.record.get("label_column") or "label", stdout=sys.stdout)
+        print(f"predicted {len(values)} values of {args.input} with {args.run_dir} -> "
+              f"{'standard output' if args.out == '-' else args.out} ({eval_mode(loaded.model)})",
+              file=sys.stderr if args.out == "-" else sys.stdout)
+        return 0
     probabilities = np.asarray(loaded.predict(x))
     labels = loaded.classify(x)
     write_predictions(args.out, probabilities, labels, loaded.classes, stdout=sys.stdout)

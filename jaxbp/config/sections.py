@@ -35,6 +35,8 @@ class DataConfig:
     factor: float | None = setting(None, help="the run writes the generator's default (circles)")
     seed: int = setting(0)
     label_column: str | None = setting(None, help='a .csv/.tsv file\'s label column, "label" when unset')
+    # a regression's targets (mse / huber on a file) trained as (y - mean) / std of the train split; undone at predict
+    standardize_targets: bool = setting(True)
     # held out of the training split (its last rows) for model selection: val_loss / val_accuracy each epoch
     validation_fraction: float = setting(0.0, in_range(0.0, 1.0, True, False, "the share of the training split "
                                                                               "held out for validation"))

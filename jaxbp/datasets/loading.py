@@ -47,6 +47,7 @@ class Dataset(NamedTuple):
     standardize: Standardize | None = None  # the train-split statistics applied to x, or None
     classes: tuple = ()  # the user's label of each class 0..k-1
     features: tuple = ()  # a table's feature column names, in the order of x's columns
+    target_standardize: Standardize | None = None  # a regression's train-split target statistics applied to y
 
 
 def names() -> tuple[str, ...]:
@@ -64,6 +65,7 @@ def load(
     standardize: bool = True,
     label_column: str | None = None,
     targets: bool = False,
+    standardize_targets: bool = True,
     **options,
 ) -> Dataset:
     """Load ``name``: a built-in from ``names()``, a ``.npz`` path with arrays ``x``, ``y``, or a ``.csv`` /
@@ -78,7 +80,8 @@ def load(
     Same key, same arguments: bit-identical arrays.
 
     With ``targets`` (a regression: mse or huber) a user file's label column, or an ``.npz``'s y of shape (n,)
-    or (n, k), is read as float targets: y is float (n, k) and ``num_classes`` is k, the output width.
+    or (n, k), is read as float targets: y is float (n, k) and ``num_classes`` is k, the output width; with
+    ``standardize_targets`` each target column becomes (y - mean) / std of the train split (``target_standardize``).
     """
     name = os.fspath(name)
     features, classes = (), None
@@ -97,7 +100,13 @@ def load(
         if targets and (name.endswith(".npz") or is_table(name)):
             x, y, features = _read_targets(name, label_column)
             _check_finite(name, x)
-            return _split(name, x, y, y.shape[1], (), features, n, test_fraction, standardize, shuffle_key)
+            data = _split(name, x, y, y.shape[1], (), features, n, test_fraction, standardize, shuffle_key)
+            if not standardize_targets:
+                return data
+            stats = Standardize.fit(np.asarray(data.y_train, np.float64))  # train targets only
+            as_float = functools.partial(jnp.asarray, dtype=float)
+            return data._replace(y_train=as_float(stats.apply(data.y_train)), y_test=as_float(stats.apply(data.y_test)),
+                                 target_standardize=stats)
         if name.endswith(".npz") or is_table(name):
             if name.endswith(".npz"):
                 x, labels = _read_npz(name)

@@ -64,3 +64,26 @@ def write_predictions(path, probabilities: np.ndarray, labels: np.ndarray, class
         stdout.flush()
     else:
         write_atomic(path, text.getvalue().encode())
+
+
+def write_values(path, values: np.ndarray, name: str, stdout=None) -> None:
+    """A regression's predictions: ``.npz`` (``values`` (n, k)) or ``.csv`` / ``.tsv`` with one column
+    ``predicted_<name>`` (``predicted_<name>_<j>`` per output for k > 1); ``-`` writes the CSV to ``stdout``."""
+    path, values = os.fspath(path), np.asarray(values, np.float64)
+    if path.endswith(".npz"):
+        buffer = io.BytesIO()
+        np.savez(buffer, values=values)
+        write_atomic(path, buffer.getvalue())
+        return
+    if not is_table(path) and path != "-":
+        raise DataError(f"--out {path}: name the output file .csv, .tsv or .npz, or - for CSV on standard output")
+    names = [f"predicted_{name}"] if values.shape[1] == 1 else [f"predicted_{name}_{j}" for j in range(values.shape[1])]
+    text = io.StringIO()
+    writer = csv.writer(text, delimiter="\t" if path.lower().endswith(".tsv") else ",", lineterminator="\n")
+    writer.writerow(names)
+    writer.writerows([repr(float(v)) for v in row] for row in values)
+    if path == "-":
+        stdout.write(text.getvalue())
+        stdout.flush()
+    else:
+        write_atomic(path, text.getvalue().encode())

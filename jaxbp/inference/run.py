@@ -81,9 +81,33 @@ class LoadedRun(NamedTuple):
         check_range("inputs", x, dtype, tuple(self.record.get("features") or ()), stats)
         return jnp.asarray(x, dtype=dtype).reshape(x.shape[0], *self.model.input_shape)  # (n, d), or images
 
+    @property
+    def regression(self) -> bool:
+        """Trained on float targets (mse or huber on a file's continuous column): predict gives values."""
+        return bool(self.record.get("regression"))
+
     def predict(self, x, *, standardized: bool = False) -> jax.Array:
-        """Class probabilities (n, k) -- or (n, 1) for a sigmoid output, values for mse -- of raw inputs."""
-        return self.model.predict(self.params, self.preprocess(x, standardized=standardized))
+        """Class probabilities (n, k) -- or (n, 1) for a sigmoid output -- of raw inputs; a regression's values
+        (n, k) in the targets' own units (its target standardization undone: y = z * std + mean)."""
+        out = self.model.predict(self.params, self.preprocess(x, standardized=standardized))
+        stats = standardizer(self.record, "target_standardize")
+        return out if stats is None else jnp.asarray(np.asarray(out, np.float64) * stats.std + stats.mean)
+
+    def evaluate_values(self, x, targets, *, standardized: bool = False) -> dict:
+        """A regression's {"mse", "mae", "r2", "n"} on raw inputs and targets (n,) or (n, k), in the targets' units
+        (the formulas of training's metrics), with the predictions as "predicted"."""
+        try:
+            t = np.asarray(targets, np.float64)
+        except (TypeError, ValueError):
+            raise DataError("a regression's targets must be numbers; got non-numeric values") from None
+        t = t.reshape(len(t), -1)
+        z = np.asarray(self.predict(x, standardized=standardized), np.float64)
+        if z.shape != t.shape:
+            raise ShapeError(f"{z.shape[0]} inputs and {z.shape[1]} output(s) but targets of shape {t.shape}")
+        check_finite("targets", t)
+        total = np.sum((t - t.mean(axis=0)) ** 2)
+        return {"mse": float(np.mean(np.sum((z - t) ** 2, axis=1))), "mae": float(np.mean(np.abs(z - t))),
+                "r2": float(1 - np.sum((z - t) ** 2) / max(total, 1e-30)), "n": len(t), "predicted": z, "true": t}
 
     def class_index(self, x, *, standardized: bool = False) -> np.ndarray:
         """The predicted class 0..k-1 of each raw input: argmax over k outputs, or z > 0 for one output."""

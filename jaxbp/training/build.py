@@ -67,7 +67,8 @@ def build(config: RunConfig) -> Run:
     data = datasets.load(data_cfg.name, key=jax.random.key(data_cfg.seed), n=data_cfg.n,
                          test_fraction=data_cfg.test_fraction, noise=data_cfg.noise,
                          standardize=data_cfg.standardize, label_column=data_cfg.label_column,
-                         targets=model_cfg.loss in REGRESSION_LOSSES, **options)
+                         targets=model_cfg.loss in REGRESSION_LOSSES,
+                         standardize_targets=data_cfg.standardize_targets, **options)
     data_cfg = resolved_data(data_cfg, data.x_train.shape[0] + data.x_test.shape[0])
     data, validation = hold_out(data, data_cfg.validation_fraction)
     n_train = data.x_train.shape[0]

@@ -12,6 +12,8 @@ import hashlib
 import json
 import os
 
+import numpy as np
+
 from ..datasets.preprocess import Standardize
 from ..errors import CheckpointError
 from ..config import RunConfig, as_table, load_config
@@ -41,6 +43,9 @@ def make_record(config: RunConfig, data, model, replicas: int, plugins=()) -> di
     return {"format": FORMAT, "version": VERSION, "model": spec,
             "standardize": None if data.standardize is None else data.standardize.to_json(),
             "classes": list(data.classes), "features": list(data.features),
+            "regression": bool(np.asarray(data.y_train).dtype.kind == "f"),
+            "target_standardize": None if getattr(data, "target_standardize", None) is None
+            else data.target_standardize.to_json(),
             "label_column": config.data.label_column, "dataset": data.name,
             "plugins": list(plugins), "replicas": replicas, "replica_labels": replica_labels(config, replicas)}
 
@@ -84,8 +89,9 @@ def read_record(run_dir) -> dict:
     return make_record(run.config, run.data, run.model, run.replicas)
 
 
-def standardizer(record: dict) -> Standardize | None:
-    return None if record["standardize"] is None else Standardize.from_json(record["standardize"])
+def standardizer(record: dict, key: str = "standardize") -> Standardize | None:
+    """The recorded input statistics, or with key="target_standardize" a regression's target statistics."""
+    return None if record.get(key) is None else Standardize.from_json(record[key])
 
 
 def _not_json(name: str):
