@@ -101,10 +101,10 @@ def test_cli_reports_errors_without_traceback(capsys):
 
 
 def test_python_m_jaxbp_check_runs_and_passes():
-    result = subprocess.run([sys.executable, "-m", "jaxbp", "check", "--kind", "loss"],  # the entry point, not the proofs
+    result = subprocess.run([sys.executable, "-m", "jaxbp", "check", "--kind", "activation"],  # the entry point, not the proofs
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "PASS" in result.stdout and "loss:mse" in result.stdout and "Traceback" not in result.stderr
+    assert "PASS" in result.stdout and "activation:tanh" in result.stdout and "Traceback" not in result.stderr
 
 
 def test_cli_check_exits_nonzero_when_a_plugin_is_wrong(capsys, restore_registries):
