@@ -1,6 +1,10 @@
 """Regression on a user's table: mse / huber read the label column as float targets, metrics are MSE, MAE, R^2."""
 
 import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -77,3 +81,18 @@ def test_standardize_targets_off_keeps_the_raw_targets(table):
     assert raw.target_standardize is None and float(np.mean(raw.y_train)) == pytest.approx(50, abs=1)
     np.testing.assert_allclose(scaled.target_standardize.apply(np.asarray(raw.y_test)), scaled.y_test, rtol=1e-12)
     assert abs(float(np.mean(scaled.y_train))) < 1e-9
+
+
+def test_the_readme_regression_commands_work_as_written(tmp_path, monkeypatch, capsys):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme.split("## Regression on a table", 1)[1]
+    commands = section.split("```bash\n", 1)[1].split("```", 1)[0].strip().splitlines()
+    monkeypatch.chdir(tmp_path)
+    assert commands[0].startswith("python -c ")
+    subprocess.run([sys.executable, "-c", shlex.split(commands[0])[2]], check=True)
+    for command in commands[1:]:
+        words = shlex.split(command)
+        assert words[0] == "jaxbp" and main(words[1:]) == 0, command
+    out = capsys.readouterr().out
+    r2 = float(out.split("houses.csv: 300 examples, R2 ")[1].split(",")[0])
+    assert r2 > 0.9 and (tmp_path / "predictions.csv").read_text().startswith("predicted_price\n")

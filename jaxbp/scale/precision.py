@@ -60,7 +60,10 @@ def get_policy(name: str) -> Policy:
 def with_inputs_in(data, name: str):
     """A dataset with its inputs in the ``name`` policy's param dtype (the model casts them on to compute)."""
     dtype = get_policy(name).param_dtype
-    return data._replace(x_train=data.x_train.astype(dtype), x_test=data.x_test.astype(dtype))
+    data = data._replace(x_train=data.x_train.astype(dtype), x_test=data.x_test.astype(dtype))
+    if jnp.issubdtype(data.y_train.dtype, jnp.floating):  # a regression's targets: the same dtype as the outputs
+        data = data._replace(y_train=data.y_train.astype(dtype), y_test=data.y_test.astype(dtype))
+    return data
 
 
 @contextlib.contextmanager
