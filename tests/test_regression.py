@@ -96,3 +96,15 @@ def test_the_readme_regression_commands_work_as_written(tmp_path, monkeypatch, c
     out = capsys.readouterr().out
     r2 = float(out.split("houses.csv: 300 examples, R2 ")[1].split(",")[0])
     assert r2 > 0.9 and (tmp_path / "predictions.csv").read_text().startswith("predicted_price\n")
+
+
+def test_a_regression_selects_on_validation_r2_and_refuses_val_accuracy(table, tmp_path, capsys):
+    base = ["train", "--set", f"data.name={table}", "--set", "data.label_column=price", "--set", "model.loss=mse",
+            "--set", "data.validation_fraction=0.2", "--set", "model.hidden=[8]", "--set", "train.plots=false",
+            "--set", "optimizer.name=adam", "--set", "optimizer.learning_rate=0.05", "--set", "train.epochs=6"]
+    assert main(base + ["--set", "train.early_stopping.metric=val_accuracy"]) == 2
+    assert "use val_loss, val_mse, val_mae or val_r2" in capsys.readouterr().err
+    assert main(base + ["--set", "train.early_stopping.metric=val_r2", "--out", str(tmp_path / "r")]) == 0
+    summary = json.loads((tmp_path / "r" / "summary.json").read_text())
+    rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    assert "val_accuracy" not in rows[0] and summary["best_val_r2"] == max(row["val_r2"] for row in rows)

@@ -123,7 +123,7 @@ class EarlyStopping:
     """[train.early_stopping]: stop when the validation metric has not improved for ``patience`` epochs."""
 
     patience: int = setting(0, at_least(0))  # 0: never stop early (the best epoch is still kept)
-    metric: str = setting("val_loss", one_of("val_loss", "val_accuracy"))
+    metric: str = setting("val_loss", one_of("val_loss", "val_accuracy", "val_mse", "val_mae", "val_r2"))
     mode: str = setting("auto", one_of("auto", "min", "max"))  # auto: min for a loss, max for an accuracy
     min_delta: float = setting(0.0, at_least(0))  # an improvement must beat the best by more than this
 

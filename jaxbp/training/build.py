@@ -70,6 +70,7 @@ def build(config: RunConfig) -> Run:
                          targets=model_cfg.loss in REGRESSION_LOSSES,
                          standardize_targets=data_cfg.standardize_targets, **options)
     data_cfg = resolved_data(data_cfg, data.x_train.shape[0] + data.x_test.shape[0])
+    _check_metric(train_cfg.early_stopping.metric, data.y_train.dtype.kind == "f")
     data, validation = hold_out(data, data_cfg.validation_fraction)
     n_train = data.x_train.shape[0]
     batch = train_cfg.batch_size or n_train  # 0 means full batch
@@ -153,3 +154,13 @@ def resolved_data(section: DataConfig, n: int) -> DataConfig:
         filled = {"noise": noise, **defaults}
         section = dataclasses.replace(section, **{k: v for k, v in filled.items() if getattr(section, k) is None})
     return section
+
+
+def _check_metric(metric: str, regression: bool) -> None:
+    """train.early_stopping.metric must be one the run reports: accuracy for a classifier, mse/mae/r2 for a regression."""
+    if regression and metric == "val_accuracy":
+        raise ConfigError("train.early_stopping.metric = \"val_accuracy\" but this run is a regression (float targets); "
+                          "use val_loss, val_mse, val_mae or val_r2")
+    if not regression and metric in ("val_mse", "val_mae", "val_r2"):
+        raise ConfigError(f"train.early_stopping.metric = \"{metric}\" is a regression metric but this run classifies; "
+                          f"use val_loss or val_accuracy")

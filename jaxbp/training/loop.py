@@ -100,8 +100,8 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending, me
             step = state.step + run.steps_per_epoch
             row = _runlog.metrics_row(index + 1, step, offset + time.perf_counter() - start, metrics, run.replicas)
             row.update(_privacy.epoch_row(run.privacy, step, metrics) if run.privacy else {})
-            row.update({name: _runlog.metric_value(metrics[name], run.replicas) for name in _selection.VAL_NAMES
-                        if validate})
+            row.update({name: _runlog.metric_value(metrics[name], run.replicas) for name in metrics
+                        if name.startswith("val_")})
             bad = _guard.nonfinite_names(row, metrics["params_finite"])
             log.epoch({**row, _guard.FLAG: bad} if bad else row)  # a signal from here on: resume drops the row
             state = Checkpoint(params, opt_state, step, index + 1, state.key)  # the epoch is done only now

@@ -14,22 +14,23 @@ import jax
 import numpy as np
 
 from .checkpoint import save_trees
-from .steps import evaluate
+from .steps import scores
 
 BEST = "best.npz"
 VAL_NAMES = ("val_loss", "val_accuracy")
 
 
 def validation_fn(run):
-    """``params (K replicas) -> {"val_loss": (K,), "val_accuracy": (K,)}``, jitted; None without a validation split."""
+    """``params (K replicas) -> {"val_loss": (K,), "val_accuracy": (K,)}`` (a regression: val_loss, val_mse,
+    val_mae, val_r2), jitted; None without a validation split."""
     if run.validation is None:
         return None
     x_val, y_val = run.validation
 
     @jax.jit
     def validate(params):
-        loss, accuracy = jax.vmap(lambda p: evaluate(run.model, p, x_val, y_val))(params)
-        return {"val_loss": loss, "val_accuracy": accuracy}
+        values = jax.vmap(lambda p: scores(run.model, p, x_val, y_val))(params)
+        return {f"val_{name}": value for name, value in values.items()}
 
     return validate
 
@@ -40,7 +41,7 @@ class Best:
     def __init__(self, early_stopping, rows: list[dict]):
         self.metric, self.patience, self.min_delta = early_stopping.metric, early_stopping.patience, early_stopping.min_delta
         mode = early_stopping.mode
-        self.sign = (1.0 if self.metric.endswith("loss") else -1.0) if mode == "auto" else (1.0 if mode == "min" else -1.0)
+        self.sign = (1.0 if self.metric.endswith(("loss", "mse", "mae")) else -1.0) if mode == "auto" else (1.0 if mode == "min" else -1.0)
         self.epoch, self.value, self.params, self.per_replica = 0, np.inf, None, None
         for row in rows:  # a resumed run: the best so far from its recorded rows (its params are in best.npz)
             if self.metric in row:
