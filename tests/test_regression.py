@@ -10,7 +10,9 @@ import jax
 import numpy as np
 import pytest
 
+import jaxbp
 from jaxbp import datasets
+from jaxbp.errors import ConfigError
 from jaxbp.cli import main
 from jaxbp.training.steps import regression_scores
 from jaxbp.networks import mlp
@@ -73,6 +75,9 @@ def test_targets_are_standardized_saved_and_undone_at_predict_and_evaluate(table
     assert main(["evaluate", str(run), "--data", str(table)]) == 0
     r2 = float(capsys.readouterr().out.split("R2 ")[1].split(",")[0])
     assert r2 > 0.9 and (run / "predicted_vs_true.png").stat().st_size > 1000
+    loaded = jaxbp.load_run(run)
+    with pytest.raises(ConfigError, match="is a regression .* use .predict"):
+        loaded.classify(np.zeros((2, 2)))
 
 
 def test_standardize_targets_off_keeps_the_raw_targets(table):

@@ -86,6 +86,11 @@ class LoadedRun(NamedTuple):
         """Trained on float targets (mse or huber on a file's continuous column): predict gives values."""
         return bool(self.record.get("regression"))
 
+    def _classifier(self, what: str) -> None:
+        if self.regression:
+            raise ConfigError(f"{self.path} is a regression (float targets), which has no classes to {what}: use "
+                              f".predict(x) for values and .evaluate_values(x, y) for R2, mse and mae")
+
     def predict(self, x, *, standardized: bool = False) -> jax.Array:
         """Class probabilities (n, k) -- or (n, 1) for a sigmoid output -- of raw inputs; a regression's values
         (n, k) in the targets' own units (its target standardization undone: y = z * std + mean)."""
@@ -111,6 +116,7 @@ class LoadedRun(NamedTuple):
 
     def class_index(self, x, *, standardized: bool = False) -> np.ndarray:
         """The predicted class 0..k-1 of each raw input: argmax over k outputs, or z > 0 for one output."""
+        self._classifier("classify")
         z = self.model.apply(self.params, self.preprocess(x, standardized=standardized))
         return np.asarray(predicted_class(z), np.int32)
 
@@ -121,6 +127,7 @@ class LoadedRun(NamedTuple):
     def evaluate(self, x, labels, *, where: str = "evaluation data", lines=None, standardized: bool = False) -> Evaluation:
         """Mean loss, accuracy (as in training's test accuracy) and confusion matrix on raw inputs and user labels.
         ``where`` (a file name) and ``lines`` (each row's line in it) place a bad label in errors."""
+        self._classifier("evaluate")
         y = labels_to_classes(labels, self.classes, where, lines)
         if len(y) != np.shape(x)[0]:
             raise ShapeError(f"{np.shape(x)[0]} inputs but {len(y)} labels; give one label per row")
