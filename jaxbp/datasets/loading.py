@@ -36,7 +36,7 @@ IMAGE_SHAPES = {"digits": (8, 8, 1), "mnist5k": (28, 28, 1)}  # the sets whose r
 
 
 class Dataset(NamedTuple):
-    """Train/test split of a classification set; x float (n, d), y int32 (n,) in 0..k-1."""
+    """Train/test split; x float (n, d), y int32 (n,) in 0..k-1 (a regression: y float (n, k) targets)."""
 
     x_train: jax.Array
     y_train: jax.Array

@@ -39,7 +39,7 @@ class TrainResult(NamedTuple):
     run_dir: str | None
 
     def __repr__(self) -> str:  # the arrays described, not printed (a repr of thousands of weights helps no one)
-        shown = {k: self.summary[k] for k in ("epochs", "train_loss", "test_loss", "test_accuracy")
+        shown = {k: self.summary[k] for k in ("epochs", "train_loss", "test_loss", "test_accuracy", "test_r2")
                  if k in (self.summary or {})}
         return (f"TrainResult(run_dir={self.run_dir!r}, summary={shown}, params={describe(self.params)}, "
                 f"opt_state={describe(self.opt_state)}, config=<resolved; .config>)")
