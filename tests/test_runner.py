@@ -48,7 +48,8 @@ def test_default_run_reaches_97_percent_and_writes_every_file(default_run):
         assert summary[key] > 0, key
     config = tomllib.loads((default_run / "config.toml").read_text())
     assert config["data"] == {"name": "spiral", "n": 1500, "test_fraction": 0.2, "noise": 0.2, "standardize": True,
-                              "classes": 3, "seed": 0, "validation_fraction": 0.0}
+                              "classes": 3, "seed": 0, "validation_fraction": 0.0,
+                              "standardize_targets": True}
     assert config["model"]["hidden"] == [64, 64] and config["optimizer"]["name"] == "sgd"
     rows = [json.loads(line) for line in (default_run / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == list(range(1, config["train"]["epochs"] + 1))
