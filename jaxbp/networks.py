@@ -49,6 +49,7 @@ class Model(NamedTuple):
     train_value_and_grad: Callable[[Params, jax.Array, jax.Array], tuple[jax.Array, Params, Params]] | None = None
     modal: bool = False  # some layer takes a key, state or the mode (params are then a jaxbp.plugins.Stateful)
     penalty: tuple | None = None  # jaxbp.regularized: (value(params), grads(params)) of the weight penalty
+    shapes: tuple = ()  # one example's shape into each layer, then the output's (the memory estimate reads them)
 
 
 def layer_name(layer: Layer) -> str:
@@ -210,7 +211,8 @@ def network(input_shape: int | tuple, layers: Sequence[Layer], loss: str, rule: 
         return per_example_value_and_grad(params, x, y)[1]
 
     return Model(init, apply, predict, mean_loss, value_and_grad, per_example_grads, per_example_value_and_grad,
-                 targets, d_in, d_out, loss_name, rule, layers, input_shape, train_loss, train_value_and_grad, modal)
+                 targets, d_in, d_out, loss_name, rule, layers, input_shape, train_loss, train_value_and_grad, modal,
+                 shapes=tuple(shapes))
 
 
 def _with_state(init: Callable, layers, inputs) -> Callable:

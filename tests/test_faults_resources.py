@@ -28,6 +28,21 @@ def test_a_model_that_cannot_fit_is_refused_before_anything_is_allocated(hidden,
     assert time.perf_counter() - start < 5  # refused, not attempted
 
 
+def test_a_convnet_that_cannot_fit_is_refused_from_its_own_shapes_not_model_hidden(monkeypatch):
+    """Planted by the default model.hidden = [64, 64]: an estimate from it would let this convnet reach XLA."""
+    monkeypatch.setattr(resources, "available", lambda devices=1: (16 * 10**9, "the test's 16 GB device"))
+    layers = 'model.layers=[{kind="conv2d", features=50000000, kernel_size=3}, {kind="flatten"}]'
+    start = time.perf_counter()
+    with pytest.raises(jaxbp.ConfigError, match="this run needs at least") as error:
+        jaxbp.train(None, None, overrides=["data.name=digits", "train.epochs=1", "train.plots=false", layers],
+                    progress=False)
+    assert "params" in str(error.value) and "model.layers" in str(error.value), error.value
+    assert time.perf_counter() - start < 10  # refused, not attempted
+    params, per_row = resources.counts(jaxbp.network((8, 8, 1), [jaxbp.conv2d(3, 3), jaxbp.flatten(), jaxbp.dense(2)],
+                                                     loss="softmax_cross_entropy"))
+    assert params == 3 * 9 + 3 + 2 * 8 * 8 * 3 + 2 and per_row == 2 * (8 * 8 * 3 * 2) + 3 * 2
+
+
 def test_a_hundred_thousand_classes_count_their_one_hot_targets_and_logits():
     parts = resources.estimate([4, 64, 100_000], replicas=1, rows=100_000, batch=32, n=125_000,
                                optimizer={"name": "sgd"}, itemsize=4)

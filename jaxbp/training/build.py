@@ -99,14 +99,16 @@ def build(config: RunConfig) -> Run:
                 model_cfg.dropout, model_cfg.batch_norm,
                 (model_cfg.l2, model_cfg.l1, model_cfg.regularize_biases) if model_cfg.l2 or model_cfg.l1 else (),
                 json.dumps(tables, sort_keys=True) if tables else "", input_shape, model_cfg.init, model_cfg.bias_init)
-    resources.check([math.prod(input_shape), *model_cfg.hidden, out], replicas=max(train_cfg.replicas,
+    layered = from_tables(input_shape, tables, out, model_cfg.loss, model_cfg.rule) if tables else None  # a wrong
+    # shape is named here, in one line; its shapes give the memory estimate (a convnet's are not model.hidden's)
+    resources.check([math.prod(input_shape), *model_cfg.hidden, out],
+                    network=resources.counts(layered) if layered else None, replicas=max(train_cfg.replicas,
                     len(optimizer_cfg.rates)), rows=max(batch, n_train, data.x_test.shape[0]), batch=batch, n=data_cfg.n,
                     optimizer={"name": optimizer_cfg.name, "momentum": getattr(optimizer_cfg, "momentum", None)},
                     itemsize=8 if train_cfg.precision == "float64" else 4,
                     per_example=bool(train_cfg.per_example or privacy), devices=1 if mesh is None else mesh.size)
     if tables:
         plugins = (get_loss(model_cfg.loss), get_rule(model_cfg.rule), *(LAYERS.get(t["kind"]).make for t in tables))
-        from_tables(input_shape, tables, out, model_cfg.loss, model_cfg.rule)  # a wrong shape named here, in one line
     else:
         probe(list(model_cfg.activations), list(model_cfg.hidden), model_cfg.loss, out)  # a plugin's wrong shape named
         plugins = (get_loss(model_cfg.loss), *map(get_activation, model_cfg.activations), get_rule(model_cfg.rule))

@@ -13,6 +13,7 @@ one-line ConfigError giving the estimate, before anything is allocated or compil
 
 from __future__ import annotations
 
+import math
 import os
 
 import jax
@@ -23,16 +24,28 @@ SLOTS = {"sgd": 0, "adam": 2, "adamw": 2, "rmsprop": 1}  # optimizer state per p
 
 
 def estimate(sizes, *, replicas: int, rows: int, batch: int, n: int, optimizer: dict, itemsize: int,
-             per_example: bool = False) -> dict[str, int]:
-    """Bytes by part: ``sizes`` [d, h1, ..., k]; ``rows`` the largest call (a batch or a whole split)."""
+             per_example: bool = False, network: tuple[int, int] | None = None) -> dict[str, int]:
+    """Bytes by part: ``sizes`` [d, h1, ..., k]; ``rows`` the largest call (a batch or a whole split);
+    ``network``: (params, activations per row) counted from a built network's shapes (``counts``),
+    for layers other than an MLP's dense ones (a convolution's activations outweigh its kernel)."""
     params = sum((a + 1) * b for a, b in zip(sizes[:-1], sizes[1:]))
-    slots = SLOTS.get(optimizer.get("name", "sgd"), 2) + (1 if optimizer.get("momentum") else 0)
     per_row = 2 * sum(sizes[1:-1]) + 3 * sizes[-1]
+    if network is not None:
+        params, per_row = network
+    slots = SLOTS.get(optimizer.get("name", "sgd"), 2) + (1 if optimizer.get("momentum") else 0)
     parts = {"params, gradients and update": 3 * params, "optimizer state": slots * params,
              "activations": rows * per_row, "per-example gradients": batch * params if per_example else 0}
     parts = {name: count * replicas * itemsize for name, count in parts.items()}
     parts["data"] = n * sizes[0] * itemsize
     return parts
+
+
+def counts(model) -> tuple[int, int]:
+    """(params, activations per row) of a built network, from its shapes alone (nothing is allocated):
+    the params as ``init`` would make them, each layer's output twice (z and a), the output three times."""
+    params = sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(jax.eval_shape(model.init, jax.random.key(0))))
+    outputs = [math.prod(shape) for shape in model.shapes[1:]]
+    return params, 2 * sum(outputs[:-1]) + 3 * outputs[-1]
 
 
 def available(devices: int = 1) -> tuple[int | None, str]:
@@ -64,8 +77,10 @@ def check(sizes, **options) -> None:
     if have is None or need <= have:
         return
     shown = ", ".join(f"{name} {gigabytes(size)}" for name, size in parts.items() if size)
-    raise ConfigError(f"this run needs at least {gigabytes(need)} of memory ({shown}; sizes "
-                      f"{'-'.join(map(str, sizes))}) but {where} has {gigabytes(have)}; make model.hidden or "
+    model = (f"{options['network'][0]:,} params" if options.get("network") else f"sizes {'-'.join(map(str, sizes))}")
+    smaller = "the layers of model.layers" if options.get("network") else "model.hidden"
+    raise ConfigError(f"this run needs at least {gigabytes(need)} of memory ({shown}; {model}) but {where} has "
+                      f"{gigabytes(have)}; make {smaller} or "
                       f"train.batch_size smaller (or data.n), or spread it over more devices (train.devices)")
 
 
