@@ -8,8 +8,6 @@ train-mode loss (the batch statistics, the running averages written back, the sa
 
 from __future__ import annotations
 
-import json
-import pathlib
 import sys
 import time
 
@@ -21,6 +19,7 @@ from ..networks import mlp
 from ..plugins.rules import join, split, trainable
 from ..training.steps import make_train_step
 from .contenders import LEARNING_RATE, batch
+from .results import write
 from .timing import environment, interleave, limit_threads, median, paired_ratio, paired_spread
 
 SIZES = [784, 512, 512, 10]
@@ -85,14 +84,7 @@ def run(args) -> int:
     results = {"suite": "modes", "quick": args.quick, "environment": env, "threads": threads, "sizes": SIZES,
                "rounds": rounds, "block_s": block_s, "rows": rows, "targets": [] if args.quick else judge(rows),
                "elapsed_s": time.perf_counter() - start, "load_average_end": environment()["load_average"]}
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "results-modes" + ("-quick" if args.quick else "")
-    text = markdown(results)
-    (out / f"{stem}.md").write_text(text)
-    (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
-    print(text)
-    print(f"wrote {out / stem}.md and .json in {results['elapsed_s']:.0f} s", file=sys.stderr)
+    write(args, results, markdown(results))
     return 0
 
 

@@ -16,7 +16,6 @@ process) off, where the vmapped route is left out (its compile is slow). Run as 
 from __future__ import annotations
 
 import json
-import pathlib
 import sys
 import time
 import warnings
@@ -30,6 +29,7 @@ from ..privacy import DPConfig, private_optimizer
 from ..training.steps import make_train_step
 from . import special
 from .contenders import LEARNING_RATE, batch, start_params
+from .results import write
 from .timing import THREADS, environment, interleave, limit_threads, median, paired_ratio, paired_spread
 
 CLIP, SIGMA = 1.0, 1.0
@@ -170,14 +170,7 @@ def run(args) -> int:
     results["notes"] = notes
     results["elapsed_s"] = time.perf_counter() - start
     results["load_average_end"] = environment()["load_average"]
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = "results-privacy" + ("-quick" if args.quick else "")
-    text = markdown(results)
-    (out / f"{stem}.md").write_text(text)
-    (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
-    print(text)
-    print(f"wrote {out / stem}.md and .json in {results['elapsed_s']:.0f} s", file=sys.stderr)
+    write(args, results, markdown(results))
     return 0
 
 

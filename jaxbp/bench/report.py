@@ -113,3 +113,4 @@ def _more(results, lines) -> list[str]:
         lines += _table(["config", "n", "batched ms", "per-example ms", "time ratio", "temp MiB (YNN on)",
                          "memory ratio", "temp MiB (YNN off)", "memory ratio (off)"], rows)
     return lines
+

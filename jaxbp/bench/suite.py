@@ -24,6 +24,7 @@ from . import report as bench_report
 from . import special as bench_special
 from . import targets as bench_targets
 from ..errors import ConfigError
+from .results import write
 from .timing import ACCELERATOR_CONFIGS as MLP_ACCELERATOR_CONFIGS
 from .timing import (CONFIGS, BenchModel, environment, interleave, limit_threads, matmul_runner, median,
                            paired_ratio, paired_spread, spread, useful_flops)
@@ -120,7 +121,7 @@ def run(args) -> int:
     if args.suite == "scale":
         return run_scale(args)
     if args.suite == "lenet":
-        return bench_convnet.run(args, _write)
+        return bench_convnet.run(args, write)
     if args.suite == "modes":
         return bench_modes.run(args)
     start = time.perf_counter()
@@ -182,7 +183,7 @@ def run(args) -> int:
                      "process holds a core, so both are also timed on 1 thread and judged by the faster; the load "
                      "average is in the header. Compare runs on a quiet machine.")
     results["notes"] = notes  # a missed target's note is added to the markdown from its "why"
-    _write(args, results, bench_report.markdown(results))
+    write(args, results, bench_report.markdown(results))
     return 0
 
 
@@ -213,7 +214,7 @@ def judge(args) -> int:
     text = bench_report.markdown(results)
     if args.out:
         args.suite, args.quick = suite, results.get("quick", False)
-        _write(args, results, text)
+        write(args, results, text)
     else:
         print(text)
     return 0
@@ -240,16 +241,5 @@ def run_scale(args) -> int:
         results["notes"].append("Host devices share this machine's cores: more devices split the work, not the "
                                 "hardware, so strong scaling on a CPU shows the cost of the split; on GPUs or "
                                 "TPUs each device is a chip.")
-    _write(args, results, bench_scale.markdown(results))
+    write(args, results, bench_scale.markdown(results))
     return 0
-
-
-def _write(args, results: dict, text: str) -> None:
-    out = pathlib.Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"results-{args.suite}" + ("-quick" if args.quick else "")
-    (out / f"{stem}.md").write_text(text)
-    (out / f"{stem}.json").write_text(json.dumps(results, indent=1, default=float) + "\n")
-    print(text)
-    print(f"wrote {out / stem}.md and .json" + (f" in {results['elapsed_s']:.0f} s" if "elapsed_s" in results else ""),
-          file=sys.stderr)
