@@ -20,7 +20,7 @@ from ..plugins.rules import join, split, trainable
 from ..training.steps import make_train_step
 from .contenders import LEARNING_RATE, batch
 from .results import write
-from .timing import environment, interleave, limit_threads, median, paired_ratio, paired_spread
+from .timing import environment, interleave, limit_threads, median, paired_ratio, paired_spread, step_runner
 
 SIZES = [784, 512, 512, 10]
 TARGETS = (("batch-norm MLP: hand-written / jax.grad step", "batch_norm/batch_norm jax.grad", 1.10),
@@ -41,16 +41,6 @@ def reference_step(model, optimizer):
     return jax.jit(step)
 
 
-def _runner(step, params, opt_state, x, y):
-    def run(k):
-        p, s = params, opt_state
-        for _ in range(k):
-            p, s, _ = step(p, s, x, y)
-        jax.block_until_ready(p)
-
-    return run
-
-
 def runners(n: int) -> dict:
     optimizer = optax.sgd(LEARNING_RATE)
     x, y = (jnp.asarray(a) for a in batch(SIZES, n))
@@ -59,9 +49,9 @@ def runners(n: int) -> dict:
     for name, model in models.items():
         params = model.init(jax.random.key(0))
         opt_state = optimizer.init(trainable(params))
-        out[name] = _runner(make_train_step(model, optimizer), params, opt_state, x, y)
+        out[name] = step_runner(make_train_step(model, optimizer), params, opt_state, x, y)
         if name == "batch_norm":
-            out["batch_norm jax.grad"] = _runner(reference_step(model, optimizer), params, opt_state, x, y)
+            out["batch_norm jax.grad"] = step_runner(reference_step(model, optimizer), params, opt_state, x, y)
     return out
 
 
