@@ -66,3 +66,19 @@ def test_a_sweep_names_its_best_replica_by_validation_not_test(tmp_path):
     assert result.summary["best_replica"] == int(np.argmin(at_best["val_loss"]))
     assert len(at_best["val_loss"]) == 2 and "val loss" in (tmp_path / "sweep" / "train.log").read_text()
 
+
+
+def test_an_early_stop_counts_the_examples_of_the_epochs_it_trained(stopped):
+    # the figure from a fixed clock (no wall time): 3 epochs trained of train.epochs = 20, the first untimed
+    # (it compiles), so 2 epochs x 2 steps x 16 examples in 10 - 2 = 8 s; counting to epoch 20 gives 19 epochs
+    from jaxbp.training.build import build
+    from jaxbp.training.checkpoint import Checkpoint
+    from jaxbp.training.loop import summary_of
+    run = build(jaxbp.load_config(stopped / "run" / "config.toml"))
+    rows = [json.loads(line) for line in (stopped / "run" / "metrics.jsonl").read_text().splitlines()]
+    summary = summary_of(run, rows, Checkpoint(None, None, rows[-1]["step"], 3, None), 0, 10.0, 2.0)
+    assert (run.config.train.epochs, run.steps_per_epoch) == (20, 2)
+    assert summary["examples_per_second"] == 2 * 2 * 16 / 8 == 8.0
+    assert summary["examples_per_second_timed"].startswith("after the first epoch")
+    resumed = summary_of(run, rows, Checkpoint(None, None, rows[-1]["step"], 3, None), 1, 4.0, 0.0)  # epochs 2-3
+    assert resumed["examples_per_second"] == 1 * 2 * 16 / 4
