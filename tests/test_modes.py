@@ -111,6 +111,33 @@ def test_dropout_is_inverted_and_rate_zero_is_exactly_the_identity():
             jaxbp.dropout(rate)
 
 
+@pytest.mark.parametrize("rate, bits", [(0.5, 1), (0.25, 2), (0.75, 2), (0.1875, 4), (0.1171875, 8), (0.1, 16), (0.3, 16)])
+def test_dropout_masks_drop_at_the_rate_independently_from_the_fewest_bits(rate, bits):
+    from jaxbp.plugins.modal import _keep, _mask_bits
+    b, kept = _mask_bits(rate)
+    assert b == bits and abs(1 - kept / 2**b - rate) <= 2**-17
+    keep = np.asarray(_keep(jax.random.key(3), (512, 250), b, kept), np.float64)  # 250: not a multiple of 32 / b
+    p, n = 1 - rate, keep.size
+    assert abs(keep.mean() - p) < 5 * np.sqrt(p * (1 - p) / n)  # the rate, within 5 sigma
+    flat = keep.reshape(-1) - p
+    for lag in (1, 32 // b - 1, 32 // b):  # neighbours share a random word: their fields must not be correlated
+        assert abs(np.mean(flat[:-lag] * flat[lag:])) / (p * (1 - p)) < 5 / np.sqrt(n)
+
+
+def _planted_shared_fields(key, shape, bits, kept):  # a planted bug: every field of a word reads the same bits
+    size, per_word = int(np.prod(shape)), 32 // bits
+    words = jax.random.bits(key, (-(-size // per_word),), jnp.uint32)
+    fields = jnp.repeat(words & jnp.uint32(2**bits - 1), per_word)
+    return fields[:size].reshape(shape) < jnp.uint32(kept)
+
+
+def test_the_dropout_mask_test_catches_fields_that_share_bits(monkeypatch):
+    import jaxbp.plugins.modal as modal
+    monkeypatch.setattr(modal, "_keep", _planted_shared_fields)
+    with pytest.raises(AssertionError):
+        test_dropout_masks_drop_at_the_rate_independently_from_the_fewest_bits(0.5, 1)
+
+
 def test_batch_norm_normalizes_each_channel_over_batch_and_space_and_backward_is_jax_grad():
     layer = jaxbp.batch_norm(momentum=0.8)
     x = jnp.asarray(np.random.default_rng(1).normal(2.0, 3.0, size=(4, 3, 3, 2)))  # NHWC: 2 channels

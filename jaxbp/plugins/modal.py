@@ -18,32 +18,43 @@ from ..errors import ConfigError
 from .layers import Layer, register_layer
 
 
-def _keep(key, shape, kept: int) -> jax.Array:
-    """Bernoulli(kept / 2^16) draws from 16 random bits each, two per 32-bit word: a quarter of the cost of
-    jax.random.bernoulli's float uniforms on XLA:CPU (the mask's draw is most of dropout's cost)."""
-    size = math.prod(shape)
-    words = jax.random.bits(key, ((size + 1) // 2,), jnp.uint32)
-    halves = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:size].reshape(shape)
-    return halves < jnp.uint16(kept)
+def _mask_bits(rate: float) -> tuple[int, int]:
+    """(b, kept): each unit is kept when its b random bits, read as an integer, are below ``kept``, so
+    P(keep) = kept / 2^b. b is the fewest bits that hold 1 - rate exactly (1 bit for rate 0.5, 2 for 0.25
+    and 0.75, 4 for 0.1875, 8 for 30/256); a rate that needs more (0.1) takes 16 bits and is held to 1.5e-5."""
+    for bits in (1, 2, 4, 8):
+        if ((1 - rate) * 2**bits).is_integer():
+            return bits, int((1 - rate) * 2**bits)
+    return 16, min(max(round((1 - rate) * 2**16), 1), 2**16 - 1)
+
+
+def _keep(key, shape, bits: int, kept: int) -> jax.Array:
+    """Bernoulli(kept / 2^bits) draws, 32 / bits units from each random 32-bit word: the draw is most of
+    dropout's cost (threefry's), so a mask of rate 0.5 costs 1/32 of jax.random.bernoulli's words."""
+    size, per_word = math.prod(shape), 32 // bits
+    words = jax.random.bits(key, (-(-size // per_word),), jnp.uint32)
+    fields = (words[:, None] >> (jnp.arange(per_word, dtype=jnp.uint32) * bits)) & jnp.uint32(2**bits - 1)
+    return fields.reshape(-1)[:size].reshape(shape) < jnp.uint32(kept)
 
 
 def dropout(rate: float) -> Layer:
-    """Inverted dropout: in train mode y = x * m / p, m ~ Bernoulli(p), p = 1 - rate (to 16 bits, so rate 0.1
-    drops with probability 0.1 +- 8e-6, and E[y] = x exactly); in eval mode y = x."""
+    """Inverted dropout: in train mode y = x * m / p, m ~ Bernoulli(p), p = 1 - rate (exact for rates that are
+    multiples of 1/256, else to 16 bits: rate 0.1 drops with probability 0.1 +- 8e-6; E[y] = x exactly);
+    in eval mode y = x."""
     if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate < 1:
         raise ConfigError(f"dropout rate must be a number in [0, 1), the probability of dropping a unit; got {rate!r}")
     rate = float(rate)
-    kept = min(max(round((1 - rate) * 2**16), 1), 2**16)  # P(keep) = kept / 2^16: 1 - rate to 16 bits
+    bits, kept = _mask_bits(rate)
 
     def init(key, shape):
         del key
         return shape, {}  # nothing trained; the same shape out
 
     def forward(params, x, ctx):
-        if not ctx.train or kept == 2**16:
+        if not ctx.train or rate == 0:
             return x, None, ctx.state  # the identity (eval mode, or nothing to drop)
-        keep = _keep(ctx.key, x.shape, kept)  # the mask, drawn once from this step's key
-        scale = jnp.where(keep, jnp.asarray(2**16 / kept, x.dtype), jnp.zeros((), x.dtype))  # 1 / P(keep)
+        keep = _keep(ctx.key, x.shape, bits, kept)  # the mask, drawn once from this step's key
+        scale = jnp.where(keep, jnp.asarray(2**bits / kept, x.dtype), jnp.zeros((), x.dtype))  # 1 / P(keep)
         return x * scale, scale, ctx.state
 
     def backward(params, cache, g):
