@@ -7,7 +7,10 @@ import numpy as np
 import pytest
 
 import jaxbp
+from jaxbp import datasets
 from jaxbp.cli import main
+from jaxbp.datasets import loading
+from jaxbp.training.build import build
 
 TINY = ["data.name=moons", "data.n=64", "model.hidden=[4]", "train.batch_size=16", "train.plots=false",
         "data.validation_fraction=0.25"]
@@ -67,7 +70,6 @@ def test_a_sweep_names_its_best_replica_by_validation_not_test(tmp_path):
     assert len(at_best["val_loss"]) == 2 and "val loss" in (tmp_path / "sweep" / "train.log").read_text()
 
 
-
 def test_an_early_stop_counts_the_examples_of_the_epochs_it_trained(stopped):
     # the figure from a fixed clock (no wall time): 3 epochs trained of train.epochs = 20, the first untimed
     # (it compiles), so 2 epochs x 2 steps x 16 examples in 10 - 2 = 8 s; counting to epoch 20 gives 19 epochs
@@ -82,3 +84,32 @@ def test_an_early_stop_counts_the_examples_of_the_epochs_it_trained(stopped):
     assert summary["examples_per_second_timed"].startswith("after the first epoch")
     resumed = summary_of(run, rows, Checkpoint(None, None, rows[-1]["step"], 3, None), 1, 4.0, 0.0)  # epochs 2-3
     assert resumed["examples_per_second"] == 1 * 2 * 16 / 4
+
+
+def _statistics_left_the_validation_rows_out(overrides, name="standardize") -> bool:
+    """Whether the run's standardization statistics are the mean/std of its trained-on rows alone (not of the
+    whole training split with the validation rows), measured on the raw split ``datasets.load`` gives."""
+    run = build(jaxbp.load_config(None, overrides))
+    raw = datasets.load(run.config.data.name, key=jax.random.key(run.config.data.seed), n=run.config.data.n,
+                        standardize=False, targets=name != "standardize", standardize_targets=False)
+    rows = np.asarray(raw.x_train if name == "standardize" else raw.y_train, np.float64)
+    trained, whole, stats = rows[:run.data.x_train.shape[0]], rows, getattr(run.data, name)
+    assert run.validation[0].shape[0] == rows.shape[0] - trained.shape[0] > 0
+    assert not np.allclose(whole.mean(axis=0), trained.mean(axis=0), rtol=0, atol=1e-6)  # the leak would show
+    return np.allclose(stats.mean, trained.mean(axis=0), rtol=0, atol=1e-12) and np.allclose(
+        stats.std, trained.std(axis=0), rtol=0, atol=1e-12)
+
+
+def test_standardization_comes_from_the_trained_rows_not_the_validation_rows(tmp_path, monkeypatch):
+    x = np.random.default_rng(0).normal(3.0, 2.0, (40, 2))
+    np.savez(tmp_path / "r.npz", x=x, y=x @ [1.0, -2.0] + 5.0)
+    regression = [f"data.name={tmp_path / 'r.npz'}", "model.loss=mse", "data.validation_fraction=0.25",
+                  "train.batch_size=8"]
+    assert _statistics_left_the_validation_rows_out(TINY)
+    assert _statistics_left_the_validation_rows_out(regression, "target_standardize")
+    run = jaxbp.train(None, tmp_path / "run", overrides=[*TINY, "train.epochs=1"], progress=False)  # what predict uses
+    record = json.loads((tmp_path / "run" / "model.json").read_text())
+    np.testing.assert_array_equal(record["standardize"]["mean"], build(run.config).data.standardize.mean)
+    monkeypatch.setattr(loading, "held_out", lambda n, fraction: 0)  # planted: statistics of the whole split
+    assert not _statistics_left_the_validation_rows_out(TINY)
+    assert not _statistics_left_the_validation_rows_out(regression, "target_standardize")

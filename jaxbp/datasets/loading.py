@@ -23,7 +23,7 @@ import numpy as np
 from . import synthetic as _synthetic
 from .preprocess import Standardize, encode_labels, refuse_continuous
 from .preprocess import check_finite as _check_finite
-from .preprocess import check_range
+from .preprocess import check_range, held_out
 from .table import is_table, read_table
 from .targets import read_targets as _read_targets
 from ..boundary.archive import read_npz
@@ -66,6 +66,7 @@ def load(
     label_column: str | None = None,
     targets: bool = False,
     standardize_targets: bool = True,
+    validation_fraction: float = 0.0,
     **options,
 ) -> Dataset:
     """Load ``name``: a built-in from ``names()``, a ``.npz`` path with arrays ``x``, ``y``, or a ``.csv`` /
@@ -77,7 +78,8 @@ def load(
     every column becomes ``z = (x - mean_train) / std_train`` using train statistics only (a
     train std below 1e-8, i.e. a constant column, is replaced by 1). ``n`` defaults to the whole
     real set or to the synthetic set's default size; ``noise`` applies to synthetic sets only.
-    Same key, same arguments: bit-identical arrays.
+    Same key, same arguments: bit-identical arrays. The train split's last ``validation_fraction`` of rows (the
+    validation split a run holds out) are left out of the statistics: they come from the rows trained on alone.
 
     With ``targets`` (a regression: mse or huber) a user file's label column, or an ``.npz``'s y of shape (n,)
     or (n, k), is read as float targets: y is float (n, k) and ``num_classes`` is k, the output width; with
@@ -100,10 +102,11 @@ def load(
         if targets and (name.endswith(".npz") or is_table(name)):
             x, y, features = _read_targets(name, label_column)
             _check_finite(name, x)
-            data = _split(name, x, y, y.shape[1], (), features, n, test_fraction, standardize, shuffle_key)
+            data = _split(name, x, y, y.shape[1], (), features, n, test_fraction, standardize, shuffle_key, validation_fraction)
             if not standardize_targets:
                 return data
-            stats = Standardize.fit(np.asarray(data.y_train, np.float64))  # train targets only
+            fit = data.y_train.shape[0] - held_out(data.y_train.shape[0], validation_fraction)
+            stats = Standardize.fit(np.asarray(data.y_train[:fit], np.float64))  # trained-on targets only
             as_float = functools.partial(jnp.asarray, dtype=float)
             return data._replace(y_train=as_float(stats.apply(data.y_train)), y_test=as_float(stats.apply(data.y_test)),
                                  target_standardize=stats)
@@ -129,11 +132,12 @@ def load(
         raise DataError(f"{name} holds only one class ({classes[0]!r}); a classifier needs at least two labels")
     _check_finite(name, x)
     return _split(name, x, y, k, classes, features, n, test_fraction, standardize, shuffle_key,
-                  k if name in _synthetic.GENERATORS else 1)
+                  validation_fraction, k if name in _synthetic.GENERATORS else 1)
 
 
-def _split(name, x, y, k, classes, features, n, test_fraction, standardize, shuffle_key, per_class=1) -> Dataset:
-    """Shuffle, cut into train and test, standardize x with the train statistics."""
+def _split(name, x, y, k, classes, features, n, test_fraction, standardize, shuffle_key, validation_fraction,
+           per_class=1) -> Dataset:
+    """Shuffle, cut into train and test, standardize x with the statistics of the train rows trained on."""
     n = x.shape[0] if n is None else n
     _check_n(name, n, per_class, available=x.shape[0])
     order = _synthetic.permutation(shuffle_key, x.shape[0])[:n]
@@ -146,7 +150,8 @@ def _split(name, x, y, k, classes, features, n, test_fraction, standardize, shuf
         )
     n_train = n - n_test
     x_train, x_test = x[:n_train], x[n_train:]
-    stats = Standardize.fit(x_train) if standardize else None  # train statistics only
+    fit = n_train - held_out(n_train, validation_fraction)  # not the validation rows at the split's end
+    stats = Standardize.fit(x_train[:fit]) if standardize else None  # trained-on statistics only
     if stats is not None:
         x_train, x_test = stats.apply(x_train), stats.apply(x_test)
     as_float = functools.partial(jnp.asarray, dtype=float)  # float32, or float64 under x64

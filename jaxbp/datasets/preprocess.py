@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 
 STD_FLOOR = 1e-8
 
@@ -56,6 +56,18 @@ class Standardize(NamedTuple):
     @classmethod
     def from_json(cls, data: dict) -> "Standardize":
         return cls(np.asarray(data["mean"], np.float64), np.asarray(data["std"], np.float64))
+
+
+def held_out(n_train: int, fraction: float) -> int:
+    """How many of the train split's last rows a validation split of ``fraction`` holds out: round(fraction * n),
+    at least one, 0 for ``fraction`` 0; a ConfigError when none would be left to train on."""
+    if not fraction:
+        return 0
+    m = max(1, round(fraction * n_train))
+    if m >= n_train:
+        raise ConfigError(f"data.validation_fraction = {fraction} holds out {m} of the {n_train} training examples, "
+                          f"leaving none to train on; use a smaller fraction, or 0 for no validation split")
+    return m
 
 
 def check_finite(name: str, x: np.ndarray) -> None:

@@ -18,6 +18,7 @@ import optax
 from .. import datasets
 from ..config import DataConfig, RunConfig
 from ..datasets import synthetic as _synthetic
+from ..datasets.preprocess import held_out
 from ..errors import ConfigError
 from ..networks import Model, from_tables
 from ..plugins.layers import LAYERS
@@ -68,14 +69,17 @@ def build(config: RunConfig) -> Run:
                          test_fraction=data_cfg.test_fraction, noise=data_cfg.noise,
                          standardize=data_cfg.standardize, label_column=data_cfg.label_column,
                          targets=model_cfg.loss in REGRESSION_LOSSES,
-                         standardize_targets=data_cfg.standardize_targets, **options)
+                         standardize_targets=data_cfg.standardize_targets,
+                         validation_fraction=data_cfg.validation_fraction, **options)
     data_cfg = resolved_data(data_cfg, data.x_train.shape[0] + data.x_test.shape[0])
     _check_metric(train_cfg.early_stopping.metric, data.y_train.dtype.kind == "f")
     data, validation = hold_out(data, data_cfg.validation_fraction)
     n_train = data.x_train.shape[0]
     batch = train_cfg.batch_size or n_train  # 0 means full batch
     if batch > n_train:
-        raise ConfigError(f"train.batch_size = {batch} is more than the {n_train} training examples; "
+        held = (f" ({validation[1].shape[0]} of the training split are held out by data.validation_fraction = "
+                f"{data_cfg.validation_fraction}; lower it, or 0 for none)" if validation is not None else "")
+        raise ConfigError(f"train.batch_size = {batch} is more than the {n_train} training examples{held}; "
                           f"use at most {n_train}, or 0 for full batch")
     data = with_inputs_in(data, train_cfg.precision)
     input_shape = (data.x_train.shape[1],)
@@ -123,14 +127,11 @@ def build(config: RunConfig) -> Run:
 
 def hold_out(data, fraction: float):
     """The training split's last ``fraction`` of rows (at least one) as (x_val, y_val), and the data without them;
-    the split is already shuffled, so they are a random sample. (data, None) when ``fraction`` is 0."""
-    if not fraction:
+    the split is already shuffled, so they are a random sample, and ``datasets.load`` left them out of the
+    standardization's statistics. (data, None) when ``fraction`` is 0."""
+    m = held_out(data.x_train.shape[0], fraction)
+    if not m:
         return data, None
-    n = data.x_train.shape[0]
-    m = max(1, round(fraction * n))
-    if m >= n:
-        raise ConfigError(f"data.validation_fraction = {fraction} holds out {m} of the {n} training examples, "
-                          f"leaving none to train on; use a smaller fraction")
     return (data._replace(x_train=data.x_train[:-m], y_train=data.y_train[:-m]),
             (data.x_train[-m:], data.y_train[-m:]))
 
