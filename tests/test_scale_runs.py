@@ -22,7 +22,8 @@ from jaxbp.training.checkpoint import read_meta
 # Few steps (3 an epoch) and SGD with momentum: 2 processes sum the devices' gradients in another order than
 # 1 process, and training carries rounding along (Adam, dividing by sqrt(v), would amplify it most). Measured:
 # 2 x 2 devices, resumed from and to 1 device, ends 5.6e-17 from the one-device run; the tests hold 1e-10.
-SMALL = ["data.name=moons", "data.n=200", "model.hidden=[12]", "optimizer.name=sgd",
+# A validation split (16 of the 160 training rows) is scored on the mesh too: val metrics, best.npz.
+SMALL = ["data.name=moons", "data.n=200", "data.validation_fraction=0.1", "model.hidden=[12]", "optimizer.name=sgd",
          "optimizer.momentum=0.9",
          "optimizer.learning_rate=0.1", "train.batch_size=48", "train.plots=false", "train.checkpoint_every=2",
          "train.precision=float64"]
@@ -86,6 +87,9 @@ def test_four_devices_and_replica_split_give_the_one_device_run(one_device, tmp_
     assert (summary["platform"], summary["process_count"], summary["precision"]) == ("cpu", 1, "float64")
     assert summary["device_kind"]
     assert "4 cpu device(s) (replica 1 x data 4)" in (tmp_path / "four" / "train.log").read_text()
+    assert "val_loss" in _metrics(tmp_path / "four" / "metrics.jsonl")[-1] and summary["n_validation"] == 16
+    _close(_leaves(tmp_path / "four" / "best.npz"), _leaves(one_device / "straight" / "best.npz"))
+    assert summary["best_epoch"] == json.loads((one_device / "straight" / "summary.json").read_text())["best_epoch"]
     # 2 replicas (seeds) over 4 devices: replica 2 x data 2 by default; replica 0 is the one-replica run
     split = jaxbp.train(None, overrides=SMALL + ["train.epochs=3", "train.devices=4", "train.replicas=2"],
                         progress=False)
@@ -93,6 +97,15 @@ def test_four_devices_and_replica_split_give_the_one_device_run(one_device, tmp_
     one = _leaves(one_device / "straight" / "params.npz")
     for (name, want), got in zip(sorted(one.items()), jax.tree.leaves(split.params)):
         np.testing.assert_allclose(np.asarray(got)[0], want, rtol=0, atol=1e-10, err_msg=name)
+
+
+def test_early_stopping_on_four_devices_keeps_the_one_device_epoch(one_device, tmp_path):
+    """No epoch after the first beats it by min_delta: patience 1 stops after epoch 2, best.npz holds epoch 1."""
+    result = jaxbp.train(None, tmp_path / "stop", overrides=SMALL + [
+        "train.epochs=3", "train.devices=4", "train.early_stopping.patience=1", "train.early_stopping.min_delta=1e9"],
+        progress=False)
+    assert (result.summary["best_epoch"], result.summary["stopped_early_at_epoch"]) == (1, 2)
+    _close(_leaves(tmp_path / "stop" / "best.npz"), _leaves(one_device / "stopped1" / "params.npz"))
 
 
 @pytest.mark.parametrize("overrides, message", [
@@ -143,6 +156,7 @@ def test_two_processes_give_the_one_process_run_and_resume_across_counts(one_pro
     _close(_leaves(tmp_path / "run" / "checkpoint.npz"), _leaves(one_process / "stopped2" / "checkpoint.npz"))
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert (summary["process_count"], summary["device_count"], summary["mesh"]) == (2, 4, {"replica": 1, "data": 4})
+    _close(_leaves(tmp_path / "run" / "best.npz"), _leaves(one_process / "stopped2" / "best.npz"))  # kept by 2 processes
     [(code, out)] = _cli(1, "--resume", str(tmp_path / "run"), "--set", "train.epochs=3", "--set", "train.devices=1")
     assert code == 0, out
     _close(_leaves(tmp_path / "run" / "checkpoint.npz"), _leaves(one_process / "straight" / "checkpoint.npz"))

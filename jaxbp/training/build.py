@@ -118,9 +118,6 @@ def build(config: RunConfig) -> Run:
         plugins = (get_loss(model_cfg.loss), *map(get_activation, model_cfg.activations), get_rule(model_cfg.rule))
     model, optimizer, init, epoch, replicas = programs(spec, plugins, mesh)
     rates = jnp.asarray(optimizer_cfg.rates * (replicas // len(optimizer_cfg.rates)))  # each replica's peak rate
-    if validation is not None and mesh is not None:
-        raise ConfigError("data.validation_fraction is evaluated on one device; train with train.devices = 1, or "
-                          "set data.validation_fraction = 0")
     return Run(config, data, model, optimizer, lambda key: init(key, rates), epoch, steps, replicas, privacy, mesh,
                validation)
 

@@ -8,11 +8,16 @@ the test set is only reported. With several replicas the run's validation metric
 
 from __future__ import annotations
 
+import functools
 import os
 
 import jax
 import numpy as np
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec as P
 
+from ..scale.cluster import to_host
+from ..scale.sharded import place
 from .checkpoint import save_trees
 from .steps import scores
 
@@ -22,17 +27,23 @@ VAL_NAMES = ("val_loss", "val_accuracy")
 
 def validation_fn(run):
     """``params (K replicas) -> {"val_loss": (K,), "val_accuracy": (K,)}`` (a regression: val_loss, val_mse,
-    val_mae, val_r2), jitted; None without a validation split."""
+    val_mae, val_r2), jitted; None without a validation split. On a mesh the params stay sharded over
+    ``replica`` and the validation split is replicated (moved there once), as the epoch's test set is."""
     if run.validation is None:
         return None
-    x_val, y_val = run.validation
 
-    @jax.jit
-    def validate(params):
-        values = jax.vmap(lambda p: scores(run.model, p, x_val, y_val))(params)
+    axis = None if run.mesh is None else "replica"
+
+    def validate(params, x_val, y_val):
+        values = jax.vmap(lambda p: scores(run.model, p, x_val, y_val), spmd_axis_name=axis)(params)
         return {f"val_{name}": value for name, value in values.items()}
 
-    return validate
+    if run.mesh is None:
+        return functools.partial(jax.jit(validate), x_val=run.validation[0], y_val=run.validation[1])
+    stacked, full = NamedSharding(run.mesh, P("replica")), NamedSharding(run.mesh, P())
+    x_val, y_val = place(run.validation, full)
+    sharded = jax.jit(validate, in_shardings=(stacked, full, full), out_shardings=full)
+    return lambda params: sharded(params, x_val, y_val)
 
 
 class Best:
@@ -59,7 +70,7 @@ class Best:
         """Consider this epoch's row; keep ``params`` (fetched to the host) when it is the best so far."""
         if not self._consider(row, True):
             return False
-        self.params = jax.device_get(params)
+        self.params = to_host(params)  # gathered from every process on a mesh
         return True
 
     def should_stop(self, epoch: int) -> bool:
