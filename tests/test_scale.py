@@ -190,3 +190,20 @@ def test_a_run_takes_its_devices_from_the_default_devices_platform(monkeypatch):
     for default in (real("cpu")[0], "cpu"):
         with jax.default_device(default):
             assert cluster.run_devices() == real("cpu") and len(real("cpu")) == 4
+
+
+def test_a_mesh_that_leaves_a_process_without_a_device_is_a_one_line_error(monkeypatch):
+    """Two processes of one device each, train.devices = 1: process 1 would hold no rows (it once crashed inside
+    the batch placement); the mesh is refused before anything runs, naming the process and the fix."""
+    from types import SimpleNamespace
+
+    from jaxbp.scale import cluster
+
+    fake = [SimpleNamespace(process_index=i, platform="cpu", id=i) for i in (0, 1)]
+    monkeypatch.setattr(cluster, "run_devices", lambda: fake)
+    monkeypatch.setattr(jax, "process_count", lambda: 2)
+    with pytest.raises(jaxbp.ConfigError, match=r"none of process\(es\) 1: every process must hold one; with 2 "
+                                                r"processes use train.devices = 0"):
+        cluster.run_mesh(1, 1, 0)
+    monkeypatch.setattr(jax, "process_count", lambda: 1)  # one process: the first device is a fine mesh of one
+    assert cluster.run_mesh(1, 1, 0) is None

@@ -110,6 +110,11 @@ def run_mesh(devices: int, replicas: int, replica_devices: int) -> jax.sharding.
                 f"(jaxbp train does that)" if available[0].platform == "cpu" else "")
         raise ConfigError(f"train.devices = {count} but JAX sees {len(available)} {available[0].platform} device(s); "
                           f"lower train.devices (0 uses all of them){hint}")
+    idle = sorted(set(range(jax.process_count())) - {d.process_index for d in available[:count]})
+    if idle:  # such a process would hold no rows of any batch, and could neither train nor wait for the others
+        raise ConfigError(f"train.devices = {count} takes the first {count} of the {len(available)} devices, none of "
+                          f"process(es) {', '.join(map(str, idle))}: every process must hold one; with "
+                          f"{jax.process_count()} processes use train.devices = 0 (all of them)")
     split = replica_devices or math.gcd(replicas, count)
     if count % split or replicas % split:
         raise ConfigError(f"train.replica_devices = {split} must divide both train.devices ({count}) and the "
