@@ -25,6 +25,8 @@ def test_a_convnet_run_trains_on_digits_as_8x8_images(run):
     assert loaded.record["model"]["layers"][0] == {"kind": "conv2d", "features": 3, "kernel_size": 3,
                                                    "activation": "relu"}
     assert result.summary["test_accuracy"] > 0.1
+    announced = (out / "train.log").read_text().splitlines()[0]  # each table's activation, not model.activation's
+    assert "training 8x8x1 conv2d(relu),max_pool2d,flatten x 1 replica(s) on digits" in announced, announced
 
 
 def test_load_run_predicts_and_evaluates_flat_rows_or_images(run):

@@ -68,13 +68,15 @@ def fit(run: Run, state: Checkpoint, run_dir, rows: list[dict], progress: bool, 
 def _announce(run: Run, log, first: int, run_dir) -> None:
     config, data = run.config, run.data
     sizes = "-".join(map(str, [run.model.d_in, *config.model.hidden, run.model.d_out]))
-    if config.model.tables:
-        sizes = "x".join(map(str, run.model.input_shape)) + " " + ",".join(t["kind"] for t in config.model.tables)
-    activation = config.model.activation if isinstance(config.model.activation, str) else list(config.model.activation)
+    activation = " " + (config.model.activation if isinstance(config.model.activation, str)
+                        else str(list(config.model.activation)))
+    if config.model.tables:  # each table's own activation, e.g. conv2d(relu); model.activation plays no part
+        activation, sizes = "", "x".join(map(str, run.model.input_shape)) + " " + ",".join(
+            t["kind"] + (f"({t['activation']})" if t.get("activation") else "") for t in config.model.tables)
     where = _cluster.describe(run.mesh, config.train.precision)
     modal = modal_names(run.model)
     modes = f" with {', '.join(modal)} (train mode in the steps, eval mode in the metrics)" if modal else ""
-    log.message(f"training {sizes} {activation}{modes} x {run.replicas} replica(s) on "
+    log.message(f"training {sizes}{activation}{modes} x {run.replicas} replica(s) on "
                 f"{os.path.basename(data.name)} ({data.x_train.shape[0]} train, {data.x_test.shape[0]} test, "
                 f"{run.steps_per_epoch} steps/epoch) with {config.optimizer.name}, epochs {first + 1}..{config.train.epochs}"
                 + f" on {_cluster.where_text(where)}" + (f" -> {run_dir}" if run_dir else ""))
