@@ -19,7 +19,7 @@ from .plugins.layers import Layer, dense
 from .plugins import modal
 from .plugins.presets import from_spec
 from .plugins.losses import get_loss
-from .plugins.modes import Stateful, initial_key, layer_context, step_keys
+from .plugins.modes import Stateful, each_example, initial_key, layer_context, refuse_mixing, step_keys
 from .plugins.rules import attach, get_rule, layer_params, without_state
 
 Params = Any  # a list with one pytree per layer
@@ -50,6 +50,9 @@ class Model(NamedTuple):
     modal: bool = False  # some layer takes a key, state or the mode (params are then a jaxbp.plugins.Stateful)
     penalty: tuple | None = None  # jaxbp.regularized: (value(params), grads(params)) of the weight penalty
     shapes: tuple = ()  # one example's shape into each layer, then the output's (the memory estimate reads them)
+    # Train mode, each example's own gradient: (losses (n,), grads with a leading n axis, params with the new
+    # state and key). Example i's dropout mask is row i of the batched train step's: their mean is its gradient.
+    train_per_example_value_and_grad: Callable[[Params, jax.Array, jax.Array], tuple] | None = None
 
 
 def layer_name(layer: Layer) -> str:
@@ -210,9 +213,27 @@ def network(input_shape: int | tuple, layers: Sequence[Layer], loss: str, rule: 
     def per_example_grads(params, x, y):
         return per_example_value_and_grad(params, x, y)[1]
 
+    def train_per_example_value_and_grad(params, x, y):
+        """The batched train-mode forward (the masks as the batched train step draws them, example i on row i),
+        then each example's backward on its row of the caches: dw = (a - y) x^T, vmapped."""
+        if not modal:
+            return (*per_example_value_and_grad(params, x, y), params)
+        refuse_mixing(layers, "per-example training")
+        check_batch(x, y, input_shape)
+        carried, key = step_keys(params.key)
+        t = encode_first(y)
+        z, caches, new_state = forward(params, x, key)
+        rows, rebuild = each_example(caches, x.shape[0], layers)
+
+        def one(z, t, rows):
+            return loss.value(z, t), backward(without_state(params), rebuild(rows), loss.backward(z, t))
+
+        losses, grads = jax.vmap(one)(z, t.astype(z.dtype), rows)
+        return losses, grads, written(params, new_state, carried)
+
     return Model(init, apply, predict, mean_loss, value_and_grad, per_example_grads, per_example_value_and_grad,
                  targets, d_in, d_out, loss_name, rule, layers, input_shape, train_loss, train_value_and_grad, modal,
-                 shapes=tuple(shapes))
+                 shapes=tuple(shapes), train_per_example_value_and_grad=train_per_example_value_and_grad)
 
 
 def _with_state(init: Callable, layers, inputs) -> Callable:

@@ -63,10 +63,16 @@ def regularized(model: Model, l2: float = 0.0, l1: float = 0.0, biases: bool = F
         value, grads = model.value_and_grad(params, x, y)
         return value + value_of(params), add_to(grads, params, grad_of)
 
-    def per_example_value_and_grad(params, x, y):
-        values, grads = model.per_example_value_and_grad(params, x, y)
+    def each_plus(params, values, grads):
         extra = add_to(jax.tree.map(lambda g: jnp.zeros_like(g[0]), grads), params, grad_of)  # one example's share
         return values + value_of(params), jax.tree.map(lambda g, e: g + e[None], grads, extra)
+
+    def per_example_value_and_grad(params, x, y):
+        return each_plus(params, *model.per_example_value_and_grad(params, x, y))
+
+    def train_per_example_value_and_grad(params, x, y):
+        values, grads, new = model.train_per_example_value_and_grad(params, x, y)
+        return (*each_plus(params, values, grads), new)
 
     def train_loss(params, x, y):
         return (model.train_loss or model.loss)(params, x, y) + value_of(params)
@@ -81,4 +87,6 @@ def regularized(model: Model, l2: float = 0.0, l1: float = 0.0, biases: bool = F
                           per_example_value_and_grad=per_example_value_and_grad,
                           per_example_grads=lambda params, x, y: per_example_value_and_grad(params, x, y)[1],
                           train_loss=train_loss, train_value_and_grad=train_value_and_grad,
+                          train_per_example_value_and_grad=model.train_per_example_value_and_grad and
+                          train_per_example_value_and_grad,
                           penalty=(value_of, grad_of))

@@ -36,9 +36,13 @@ def test_a_run_with_dropout_and_batch_norm_resumes_bit_exactly_and_predicts_in_e
 
 
 @pytest.mark.parametrize("setting", ["train.per_example=true", "privacy.enabled=true"])
-def test_batch_norm_with_per_example_or_private_training_is_refused_at_the_door(setting):
+def test_batch_norm_with_per_example_or_private_training_is_refused_at_the_door(setting, tmp_path):
     with pytest.raises(jaxbp.ConfigError, match=r"= true cannot train with model.batch_norm.*layer_norm"):
         jaxbp.load_config(None, ["model.batch_norm=true", setting])
+    (tmp_path / "c.toml").write_text('[[model.layers]]\nkind = "batch_norm"\n')
+    with pytest.raises(jaxbp.ConfigError, match=r"cannot train with a batch_norm table in model.layers.*layer_norm"):
+        jaxbp.load_config(tmp_path / "c.toml", [setting])
+    assert jaxbp.load_config(None, ["model.dropout=0.25", setting]).model.dropout == 0.25  # dropout has: its row
     with pytest.raises(jaxbp.ConfigError, match=r"model.dropout must be"):
         jaxbp.load_config(None, ["model.dropout=1.0"])
 

@@ -83,11 +83,14 @@ def test_configs_that_cannot_be_private_are_refused(override, message):
         jaxbp.train(None, overrides=[*BASE, override], progress=False)
 
 
-def test_a_private_run_records_epsilon_and_resumes_bit_exactly(tmp_path):
-    straight = jaxbp.train(None, tmp_path / "a", overrides=BASE, progress=False)
-    jaxbp.train(None, tmp_path / "b", overrides=[*BASE, "train.epochs=2"], progress=False)
+def test_a_private_run_with_dropout_records_epsilon_and_resumes_bit_exactly(tmp_path):
+    """Dropout in train mode (each example's mask its row of the batch's): the key resumes with the params."""
+    base = [*BASE, "model.dropout=0.25"]
+    straight = jaxbp.train(None, tmp_path / "a", overrides=base, progress=False)
+    jaxbp.train(None, tmp_path / "b", overrides=[*base, "train.epochs=2"], progress=False)
     resumed = jaxbp.resume(tmp_path / "b", overrides=["train.epochs=4"], progress=False)
-    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), straight.params, resumed.params)
+    assert isinstance(resumed.params, jaxbp.Stateful) and resumed.summary["modes"]["modal_layers"] == ["dropout"]
+    jax.tree.map(lambda a, b: np.testing.assert_array_equal(a, b), straight.params, resumed.params)  # the key too
     rows = [json.loads(line) for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
     q, steps = 20 / 320, [row["step"] for row in rows]
     assert [row["epsilon"] for row in rows] == [epsilon(q, 1.0, s, 1e-4) for s in steps]
@@ -96,7 +99,8 @@ def test_a_private_run_records_epsilon_and_resumes_bit_exactly(tmp_path):
 
 
 def test_cli_trains_privately_to_a_target_epsilon_and_prints_it(tmp_path, capsys):
-    code = cli_main(["train", "--set", "privacy.enabled=true", "--set", "privacy.target_epsilon=3", "--set",
+    code = cli_main(["train", "--set", "privacy.enabled=true", "--set", "model.dropout=0.25",
+                     "--set", "privacy.target_epsilon=3", "--set",
                      "data.name=moons", "--set", "data.n=300", "--set", "train.epochs=2", "--set",
                      "model.hidden=[8]", "--set", "train.plots=false", "--set", "privacy.delta=1e-4",
                      "--out", str(tmp_path / "run")])

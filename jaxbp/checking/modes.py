@@ -59,7 +59,9 @@ def check_modal_layer(name: str, plugin, layer, seed: int, variant: str = "jit")
 
 def check_modal_model(model: Model, *, smooth: bool, n: int, seed: int, name: str, params, x, y):
     """``train_value_and_grad`` vs ``jax.grad(train_loss)`` (the key in the params fixes the masks), then
-    ``value_and_grad`` vs ``jax.grad(loss)`` in eval mode, with mean(per_example_grads) (defined in eval mode)."""
+    ``value_and_grad`` vs ``jax.grad(loss)`` in eval mode, each with the mean of its per-example gradients: in train
+    mode ``train_per_example_value_and_grad``'s (example i's mask is row i of the batch's), unless a layer mixes
+    the examples (batch norm: no example has a gradient of its own); in eval mode ``per_example_grads``."""
     with jax.enable_x64(True):
         kp, ky = jax.random.split(jax.random.key(seed))
         rng = np.random.default_rng(seed)
@@ -76,18 +78,21 @@ def check_modal_model(model: Model, *, smooth: bool, n: int, seed: int, name: st
         train_loss = lambda t: model.train_loss(join(t, fixed), x, y)  # noqa: E731
         eval_loss = lambda t: model.loss(join(t, fixed), x, y)  # noqa: E731
 
+        each = model.train_per_example_value_and_grad
+        each = None if any(layer.mixes_examples for layer in model.layers) else each
+
         @jax.jit
         def evaluate(trained):
             p = join(trained, fixed)
             value, grads, _ = model.train_value_and_grad(p, x, y)
             eval_value, eval_grads = model.value_and_grad(p, x, y)
-            return (value, grads, train_loss(trained), jax.grad(train_loss)(trained),
+            return (value, grads, train_loss(trained), jax.grad(train_loss)(trained), each and each(p, x, y)[1],
                     eval_value, eval_grads, eval_loss(trained), jax.grad(eval_loss)(trained),
                     model.per_example_grads(p, x, y))
 
-        value, grads, ref_value, ref, e_value, e_grads, e_ref_value, e_ref, per_example = evaluate(trained)
+        value, grads, ref_value, ref, train_each, e_value, e_grads, e_ref_value, e_ref, per_example = evaluate(trained)
         rows = []
-        for mode, f, v, g, rv, r, pe in (("train", train_loss, value, grads, ref_value, ref, None),
+        for mode, f, v, g, rv, r, pe in (("train", train_loss, value, grads, ref_value, ref, train_each),
                                          ("eval", eval_loss, e_value, e_grads, e_ref_value, e_ref, per_example)):
             subject = f"{name} ({mode})"
             report = compare(subject, f, trained, g, smooth=smooth, seed=seed, per_example=pe, reference=r)
@@ -103,4 +108,6 @@ def modal_suite() -> list[tuple[str, Model, bool]]:
                  "softmax_cross_entropy"), True),
         ("net[3,4,drop,bn,2] relu mse",
          network(3, [dense(4, "relu"), dropout(0.25), batch_norm(momentum=0.5), dense(2)], "mse"), False),
+        ("net[3,5,drop,3] tanh softmax_cross_entropy (per-example in train mode)",
+         network(3, [dense(5, "tanh"), dropout(0.5), dense(3)], "softmax_cross_entropy"), True),
     ]

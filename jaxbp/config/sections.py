@@ -187,14 +187,13 @@ class RunConfig:
             raise ConfigError(f"optimizer.learning_rate lists {len(rates)} rates, one replica each, but train.replicas = "
                               f"{self.train.replicas}: set train.replicas = 1 (same initial weights for every rate) "
                               f"or {len(rates)} (a different seed for each rate too)")
-        modal = [name for name, on in (("model.batch_norm", self.model.batch_norm),
-                                        ("model.dropout", self.model.dropout > 0)) if on]
-        if modal and (self.train.per_example or self.privacy.enabled):
+        norms = [name for name, on in (("model.batch_norm", self.model.batch_norm), ("a batch_norm table in "
+                 "model.layers", any(table["kind"] == "batch_norm" for table in self.model.tables))) if on]
+        if norms and (self.train.per_example or self.privacy.enabled):  # dropout has one: its mask's row
             what = "train.per_example" if self.train.per_example else "privacy.enabled"
-            alternative = (". Batch norm has no per-example gradient (examples interact through the batch "
-                           "statistics): use a layer_norm in its place" if self.model.batch_norm else "")
-            raise ConfigError(f"{what} = true cannot train with {' and '.join(modal)}: it runs each example on its "
-                              f"own, outside train mode{alternative}; or set {what} = false")
+            raise ConfigError(f"{what} = true cannot train with {' and '.join(norms)}: batch norm has no per-example "
+                              f"gradient (examples interact through the batch statistics); use a layer_norm in its "
+                              f"place, or set {what} = false")
         if self.train.early_stopping.patience and not self.data.validation_fraction:
             raise ConfigError("train.early_stopping.patience stops on the validation split, and there is none: set "
                               "data.validation_fraction, e.g. 0.1 (a tenth of the training split held out)")

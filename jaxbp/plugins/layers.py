@@ -37,6 +37,9 @@ class Layer(NamedTuple):
     init_state: Callable[[Any], Any] | None = None
     # True: forward(params, x, ctx) -> (y, cache, new_state), ctx = jaxbp.Context(train, key, state) (plugins/modes.py)
     modal: bool = False
+    # True: in train mode one example's output depends on the others (batch norm's batch statistics): no example
+    # has a gradient of its own, so per-example and private training refuse the layer
+    mixes_examples: bool = False
 
 
 class LayerPlugin(NamedTuple):

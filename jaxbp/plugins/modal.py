@@ -123,7 +123,7 @@ def batch_norm(momentum: float = 0.9, eps: float = 1e-5) -> Layer:
         dx = cache.inv_std * (gx - jnp.mean(gx, axis=axes) - cache.xhat * jnp.mean(gx * cache.xhat, axis=axes))
         return grads, dx
 
-    return Layer(init, forward, backward, shaped=True, init_state=init_state, modal=True)
+    return Layer(init, forward, backward, shaped=True, init_state=init_state, modal=True, mixes_examples=True)
 
 
 register_layer("dropout", dropout, example={"rate": 0.5})

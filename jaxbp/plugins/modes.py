@@ -16,9 +16,12 @@ key, then folds in each layer's index -- so a resumed run draws the same masks a
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
+import jax.numpy as jnp
+
+from ..errors import ConfigError, ShapeError
 
 MODES_STREAM = 0x5EED  # the carried key comes from fold_in(init_key, MODES_STREAM): the layers' own draws stay
 
@@ -53,3 +56,39 @@ def step_keys(key_data: jax.Array) -> tuple[jax.Array, jax.Array]:
 def layer_context(train: bool, step_key, index: int, state) -> Context:
     """Layer ``index``'s context: in train mode its own key, ``fold_in(step key, index)``."""
     return Context(train, jax.random.fold_in(step_key, index) if train else None, state)
+
+
+def _name(layer) -> str:
+    return getattr(layer.init, "__qualname__", "layer").split(".")[0]
+
+
+def refuse_mixing(layers, what: str) -> None:
+    """A ConfigError when a layer mixes the examples of a batch in train mode (batch norm): no example then has a
+    gradient of its own for ``what`` (per-example or private training) to take."""
+    names = sorted({_name(layer) for layer in layers if layer.mixes_examples})
+    if names:
+        alternative = ("use jaxbp.layer_norm (each example normalized on its own) in its place" if "batch_norm" in names
+                       else f"train without {what}")
+        said = " and ".join(name.replace("_", " ") for name in names)  # batch_norm: "batch norm"
+        raise ConfigError(f"{what} needs each example's own gradient, and {said} has none: examples "
+                          f"interact through the batch statistics; {alternative}")
+
+
+def each_example(caches, n: int, layers) -> tuple[list, Callable]:
+    """(the cache leaves with a batch axis, ``rebuild(leaves) -> caches``): vmapped over the leaves' first axis,
+    rebuild gives one example's caches, as its own forward would keep them (dropout's row of the batch mask);
+    shapes and scalars (a pooling layer's input shape) are shared by every example."""
+    for index, (layer, cache) in enumerate(zip(layers, caches)):
+        if any(jnp.ndim(leaf) > 0 and jnp.shape(leaf)[0] != n for leaf in jax.tree.leaves(cache)):
+            raise ShapeError(f"layer {index} ({_name(layer)}) keeps a cache without the batch axis first; "
+                             f"per-example and private training read each example's row of it")
+    flat, tree = jax.tree.flatten(caches)
+    rows = [i for i, leaf in enumerate(flat) if jnp.ndim(leaf) > 0]
+
+    def rebuild(leaves):
+        full = list(flat)
+        for i, leaf in zip(rows, leaves):
+            full[i] = leaf
+        return jax.tree.unflatten(tree, full)
+
+    return [flat[i] for i in rows], rebuild

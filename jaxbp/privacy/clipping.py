@@ -21,7 +21,8 @@ step's FLOPs. The private step's temporary memory is then 1.20x an ordinary step
 A layer without a ``per_example_sq_norms`` rule falls back to vmapping its single-example backward and
 taking the norm of each example's gradient: correct, but it builds that layer's per-example gradients.
 Layers must treat examples independently (the batch rule is a sum over examples) and keep the batch
-axis first in every cache leaf.
+axis first in every cache leaf. Dropout runs in train mode with the batched step's masks (example i's is
+row i); batch norm mixes the examples (``Layer.mixes_examples``) and is refused.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from ..errors import ConfigError
 from ..networks import Model
 from ..plugins.layers import Layer
 from ..plugins.losses import get_loss
+from ..plugins.modes import layer_context, refuse_mixing, step_keys
+from ..plugins.rules import join, layer_params, split
 from ..boundary.validate import check_batch
 
 
@@ -80,19 +83,35 @@ def _scale_rows(c, g):
     return c.reshape(c.shape + (1,) * (g.ndim - 1)) * g
 
 
+def _forward(model: Model, params, x):
+    """(outputs, caches, params with the new state and next key): in train mode when the model has modes, each layer's
+    key folded as the batched train step folds it (the same dropout masks, example i on row i)."""
+    refuse_mixing(model.layers, "private training")  # batch norm: no example has a gradient of its own
+    carried, key = step_keys(params.key) if model.modal else (None, None)
+    state = params.state if model.modal else [None] * len(model.layers)
+    caches, written, z = [], [], x
+    for i, (layer, p) in enumerate(zip(model.layers, layer_params(params))):
+        if layer.modal:
+            z, cache, new = layer.forward(p, z, layer_context(True, key, i, state[i]))
+        else:
+            (z, cache), new = layer.forward(p, z), state[i]
+        caches.append(cache)
+        written.append(new)
+    return z, caches, params._replace(state=written, key=carried) if model.modal else params
+
+
 def _walk_back(model: Model, params, x, y, mask):
     """Forward, then back with per-example errors.
 
-    Returns (losses (n,), caches, the output layer's errors, the first layer's errors, sq norms (n,)).
+    Returns (losses (n,), caches, the output layer's errors, the first layer's errors, sq norms (n,), the params
+    carried on).
     """
     if not model.layers:
         raise ConfigError("private training needs a model built by jaxbp.network or jaxbp.mlp (it walks their layers)")
     check_batch(x, y, model.input_shape)
     loss = get_loss(model.loss_name)
-    caches, z = [], x
-    for layer, p in zip(model.layers, params):
-        z, cache = layer.forward(p, z)
-        caches.append(cache)
+    z, caches, carried = _forward(model, params, x)
+    params = layer_params(params)
     t = model.targets(y).astype(z.dtype)
     losses = jax.vmap(loss.value)(z, t)
     g = jax.vmap(loss.backward)(z, t)  # dJ_i/dz for each example, not divided by n
@@ -104,11 +123,12 @@ def _walk_back(model: Model, params, x, y, mask):
         sq = sq + sq_norm_rule(layer)(p, caches[i], g)  # ||g_i||^2 summed over layers
         if i:  # dJ/dx down to the layer below (the weight sums go unused: XLA drops them); none below the first
             g = layer.backward(p, caches[i], g)[1]
-    return losses, caches, top, g, sq
+    return losses, caches, top, g, sq, carried
 
 
 def per_example_norms(model: Model, params, x, y) -> jax.Array:
-    """Each example's global gradient norm ||g_i|| (n,), from the layers' caches."""
+    """Each example's global gradient norm ||g_i|| (n,), from the layers' caches (a model with modes: in train mode,
+    with the masks of the step ``params`` would take next)."""
     return jnp.sqrt(_walk_back(model, params, x, y, None)[4])
 
 
@@ -121,19 +141,26 @@ def _clipped_grads(model: Model, params, caches, top, first, c) -> list:
     return grads
 
 
-def clipped_sum(model: Model, clip_norm: float) -> Callable:
-    """``(params, x, y, mask=None) -> (mean loss over the real rows, sum_i c_i g_i, norms (n,))``."""
+def _clipped_sum_carried(model: Model, clip_norm: float) -> Callable:
+    """``clipped_sum``'s function, which also returns the params carried on (new state, next key)."""
 
     def value_and_sum(params, x, y, mask=None):
-        losses, caches, top, first, sq = _walk_back(model, params, x, y, mask)
+        losses, caches, top, first, sq, carried = _walk_back(model, params, x, y, mask)
         norms = jnp.sqrt(sq)
         c = clip_norm / jnp.maximum(norms, clip_norm)  # c_i = min(1, C / ||g_i||), 1 at ||g_i|| = 0
-        grads = _clipped_grads(model, params, caches, top, first, c)
+        grads = _clipped_grads(model, layer_params(params), caches, top, first, c)
         weights = jnp.ones_like(losses) if mask is None else mask.astype(losses.dtype)
         loss = jnp.sum(losses * weights) / jnp.maximum(jnp.sum(weights), 1)
-        return loss, grads, norms
+        return loss, grads, norms, carried
 
     return value_and_sum
+
+
+def clipped_sum(model: Model, clip_norm: float) -> Callable:
+    """``(params, x, y, mask=None) -> (mean loss over the real rows, sum_i c_i g_i, norms (n,))``; a model with
+    modes runs in train mode, with the masks of the step ``params`` would take next."""
+    value_and_sum = _clipped_sum_carried(model, clip_norm)
+    return lambda params, x, y, mask=None: value_and_sum(params, x, y, mask)[:3]
 
 
 NOISE_BLOCK = 131072  # numbers per draw on the CPU
@@ -253,18 +280,19 @@ def private_step_fn(model: Model, optimizer: optax.GradientTransformation, priva
     ``mask`` marks the real rows of a fixed-capacity Poisson batch.
     """
     check_privacy(privacy)
-    value_and_sum = clipped_sum(model, privacy.clip_norm)
+    value_and_sum = _clipped_sum_carried(model, privacy.clip_norm)
 
     def step(params, opt_state, x, y, mask=None):
         if not _has_noise(opt_state):
             raise ConfigError("a private step needs the noise in its optimizer: build it with "
                               "jaxbp.private_optimizer(optimizer, privacy) and init that one")
-        loss, grads, _ = value_and_sum(params, x, y, mask)  # hand-written, never jax.grad
+        loss, grads, _, carried = value_and_sum(params, x, y, mask)  # hand-written, never jax.grad
         if model.penalty is not None:  # after clipping: B x the penalty's gradient, which the noise step divides by B
             value_of, grad_of = model.penalty
             loss = loss + value_of(params)
             grads = jax.tree.map(lambda g, e: g + privacy.expected_batch_size * e.astype(g.dtype), grads, grad_of(params))
-        updates, opt_state = optimizer.update(grads, opt_state, params)
-        return optax.apply_updates(params, updates), opt_state, loss
+        trained, fixed = split(carried)  # a model with modes: the layers' state and the next key beside the optimizer
+        updates, opt_state = optimizer.update(grads, opt_state, trained)
+        return join(optax.apply_updates(trained, updates), fixed), opt_state, loss
 
     return step

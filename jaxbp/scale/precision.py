@@ -99,7 +99,14 @@ def mixed_precision(model: Model, policy: Policy | str) -> Model:
             params = params._replace(state=policy.cast_to_param(new.state), key=new.key)
         return policy.cast_to_output(value), policy.cast_to_param(grads), params
 
+    def train_per_example_value_and_grad(params, x, y):
+        values, grads, new = model.train_per_example_value_and_grad(down(params), down(x), y)
+        if model.modal:  # as train_value_and_grad: the new state in the param dtype, the trained params as they came
+            params = params._replace(state=policy.cast_to_param(new.state), key=new.key)
+        return policy.cast_to_output(values), policy.cast_to_param(grads), params
+
     return model._replace(
+        train_per_example_value_and_grad=model.train_per_example_value_and_grad and train_per_example_value_and_grad,
         train_loss=lambda params, x, y: policy.cast_to_output(model.train_loss(down(params), down(x), y)),
         train_value_and_grad=train_value_and_grad,
         apply=lambda params, x: policy.cast_to_output(model.apply(down(params), down(x))),

@@ -18,19 +18,27 @@ from . import checked as _checked
 from ..errors import ConfigError
 from ..scale.fold import fold_batch_sums
 from ..networks import Model, modal_names
+from ..plugins.modes import refuse_mixing
 from ..plugins.rules import join, split, trainable
 from ..privacy import DPConfig, fold_noise, private_step_fn
 
 
 def per_example_value_and_grad(model: Model) -> Callable:
-    """The notes' sum form: mean over i of the single-point gradients (a_i - y_i) x_i^T.
+    """The notes' sum form: mean over i of the single-point gradients (a_i - y_i) x_i^T, in train mode
+    ``(params, x, y) -> (value, grads, params with the new state and key)``.
 
     The single-example rule is vmapped as written; only the sum over i is fused into a matmul.
     """
+    each = model.train_per_example_value_and_grad
+    if each is None and model.modal:
+        raise ConfigError(f"per_example=True needs the model's train-mode per-example gradients "
+                          f"(train_per_example_value_and_grad) for its modal layers ({', '.join(modal_names(model))})")
+    if each is None:  # a Model built by hand: its per-example rule, the params passed through
+        each = lambda params, x, y: (*model.per_example_value_and_grad(params, x, y), params)  # noqa: E731
 
     def value_and_grad(params, x, y):
-        losses, grads = model.per_example_value_and_grad(params, x, y)
-        return jnp.mean(losses), jax.tree.map(lambda g: jnp.mean(g, axis=0), grads)
+        losses, grads, params = each(params, x, y)
+        return jnp.mean(losses), jax.tree.map(lambda g: jnp.mean(g, axis=0), grads), params
 
     return fold_batch_sums(value_and_grad)
 
@@ -42,8 +50,8 @@ def train_step_fn(model: Model, optimizer: optax.GradientTransformation, *, per_
     With ``privacy`` it is DP-SGD (``jaxbp.privacy``): ``optimizer`` must be ``jaxbp.private_optimizer(opt,
     privacy)``, and the step takes an optional ``mask`` of the real rows of a Poisson batch.
     """
-    if model.modal and (per_example or privacy is not None):
-        raise ConfigError(_no_per_example(model, "per_example=True" if per_example else "private training"))
+    if per_example or privacy is not None:  # batch norm has no per-example gradient; dropout has, its mask's row
+        refuse_mixing(model.layers, "per_example=True" if per_example else "private training")
     if privacy is not None:
         if model.rule != "backprop" or per_example:
             raise ConfigError(f"private training clips the exact per-example gradients of the backprop rule, from "
@@ -51,9 +59,8 @@ def train_step_fn(model: Model, optimizer: optax.GradientTransformation, *, per_
                               f"{model.rule!r}, per_example={per_example})")
         return private_step_fn(model, optimizer, privacy)
     value_and_grad = train_value_and_grad(model)
-    if per_example:
-        summed = per_example_value_and_grad(model)
-        value_and_grad = lambda params, x, y: (*summed(params, x, y), params)  # noqa: E731 (no state to write back)
+    if per_example:  # train mode: example i's dropout mask is row i of the batched step's
+        value_and_grad = per_example_value_and_grad(model)
 
     def step(params, opt_state, x, y):
         loss, grads, params = value_and_grad(params, x, y)  # hand-written, never jax.grad; train mode: new state
@@ -71,15 +78,6 @@ def train_value_and_grad(model: Model) -> Callable:
     if model.train_value_and_grad is not None:
         return model.train_value_and_grad
     return lambda params, x, y: (*model.value_and_grad(params, x, y), params)
-
-
-def _no_per_example(model: Model, what: str) -> str:
-    names = modal_names(model)
-    if "batch_norm" in names:
-        return (f"{what} needs each example's own gradient, and batch norm has none: examples interact through "
-                f"the batch statistics; use jaxbp.layer_norm (each example normalized on its own) in its place")
-    return (f"{what} runs each example on its own, without the train mode's keys and state; this model has "
-            f"modal layers ({', '.join(names)}): train it without {what}")
 
 
 def _check_opt_state(model: Model, optimizer, opt_state, trained) -> None:
