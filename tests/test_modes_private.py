@@ -65,10 +65,17 @@ def _private_step(model, params, x, y):
     return step(params, OPTIMIZER.init(jaxbp.trainable(params)), x, y, MASK)[0]
 
 
+def _both_steps(model, params, x, y):
+    """The per_example=True step and the batched step with sgd(1), from the same params."""
+    sgd = optax.sgd(1.0)
+    state = sgd.init(jaxbp.trainable(params))
+    return [jaxbp.train_step_fn(model, sgd, per_example=each)(params, state, x, y)[0] for each in (True, False)]
+
+
 @pytest.fixture(scope="module")
 def setup():
     """The model, its params, a batch, and in one program: the train-mode per-example gradients, the batched train
-    step's gradient, the private step's params, and the references."""
+    step's gradient, the private step's params, the references, and the per-example and batched steps."""
     model = _model()
     rng = np.random.default_rng(0)
     params = model.init(jax.random.key(0))
@@ -76,7 +83,7 @@ def setup():
     x, y = jnp.asarray(rng.standard_normal((N, 8, 8, 1))), jnp.asarray(rng.integers(0, 3, N))
     run = jax.jit(lambda params, x, y: (model.train_per_example_value_and_grad(params, x, y),
                                         model.train_value_and_grad(params, x, y), _private_step(model, params, x, y),
-                                        _reference(model, params, x, y)))
+                                        _reference(model, params, x, y), _both_steps(model, params, x, y)))
     return model, params, x, y, run(params, x, y)
 
 
@@ -92,16 +99,17 @@ def _assert_per_example_right(each, reference):
 
 
 def test_per_example_train_grads_are_vmapped_jax_grad_with_each_examples_row_of_the_masks(setup):
-    model, params, _, _, (each, (value, batched, stepped), _, reference) = setup
+    model, params, _, _, (each, (value, batched, stepped), _, reference, (per_example_step, batched_step)) = setup
     _assert_per_example_right(each, reference)
     _close(jax.tree.map(lambda g: jnp.mean(g, 0), each[1]), batched, 1e-12)  # their mean: the batched train step's
     _close(jnp.mean(each[0]), value, 1e-12)
     np.testing.assert_array_equal(each[2].key, stepped.key)  # the key carried on as by the batched step
     assert not np.array_equal(each[2].key, params.key)
+    _close(per_example_step, batched_step, 1e-12)  # train.per_example = true: the batched step's params and key
 
 
 def test_planted_bugs_a_neighbours_mask_or_a_mask_redrawn_in_the_backward_are_caught(setup, monkeypatch):
-    _, params, x, y, (*_, reference) = setup
+    _, params, x, y, (*_, reference, _) = setup
     redrawn = jaxbp.dropout(0.5)  # the backward draws a fresh mask instead of reading the cached one
     redrawn = redrawn._replace(backward=lambda p, c, g: ({}, g * jax.random.bernoulli(jax.random.key(9), 0.5, g.shape) / 0.5))
     with pytest.raises(AssertionError, match="differs by"):
@@ -117,7 +125,7 @@ def test_planted_bugs_a_neighbours_mask_or_a_mask_redrawn_in_the_backward_are_ca
 
 
 def test_private_step_is_clipped_vmapped_jax_grad_with_the_same_masks_and_noise(setup):
-    _, params, _, _, (_, _, new, (_, _, norms, want)) = setup
+    _, params, _, _, (_, _, new, (_, _, norms, want), _) = setup
     assert np.sum(norms[:N - 2] > CLIP) >= 2 and np.sum(norms[:N - 2] < CLIP) >= 1  # some clipped, some not
     _close(new.params, want, 1e-10)
     assert np.max(np.abs(np.asarray(new.params[-1]["w"]) - np.asarray(params.params[-1]["w"]))) > 0
@@ -125,7 +133,7 @@ def test_private_step_is_clipped_vmapped_jax_grad_with_the_same_masks_and_noise(
 
 
 def test_planted_bug_private_masks_not_the_train_steps_are_caught(setup, monkeypatch):
-    model, params, x, y, (*_, (_, _, _, want)) = setup
+    model, params, x, y, (*_, (_, _, _, want), _) = setup
     shifted = lambda train, key, index, state: layer_context(train, key, index + 1, state)  # noqa: E731
     monkeypatch.setattr(clipping, "layer_context", shifted)  # each layer folds in its neighbour's index
     with pytest.raises(AssertionError, match="differs by"):
