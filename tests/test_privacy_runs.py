@@ -120,3 +120,39 @@ def test_a_private_run_on_a_mesh_is_the_one_device_run(host_devices):
     for a, c in zip(*(jax.tree.leaves(r.params) for r in (one, pair))):
         np.testing.assert_allclose(np.asarray(c)[0], a, rtol=0, atol=1e-10)
     assert not np.allclose(pair.params[0]["w"][0], pair.params[0]["w"][1])  # the other seed: other params and noise
+
+
+
+def test_a_private_run_resolves_its_unset_batch_size_and_rate_for_dp_sgd():
+    from jaxbp.config import TrainConfig
+    from jaxbp.config.optimizer import default_rate
+    from jaxbp.training.build import build, resolved_train
+
+    assert [resolved_train(TrainConfig(), n, True).batch_size for n in (1438, 240, 3)] == [256, 60, 1]  # n / 4
+    assert resolved_train(TrainConfig(), 1438, False).batch_size == 32
+    assert resolved_train(TrainConfig(batch_size=64), 1438, True).batch_size == 64  # a key set is kept
+    assert [default_rate(False, b) for b in (256, 64, 60, None)] == [0.3, 0.075, 0.0703, 0.2]  # 0.3 per 256
+    assert (default_rate(True), default_rate(True, 256)) == (0.02, 0.02)  # mse / huber
+    private = ["privacy.enabled=true", "privacy.noise_multiplier=4.7", "data.name=digits"]
+    config = build(jaxbp.load_config(None, private)).config  # digits' defaults (32, 0.2) diverged: 73%
+    assert (config.train.batch_size, config.optimizer.learning_rate) == (256, 0.3)
+    config = build(jaxbp.load_config(None, [*private, "optimizer.learning_rate=0.5"])).config
+    assert (config.train.batch_size, config.optimizer.learning_rate) == (256, 0.5)
+    shown = jaxbp.config.print_config(jaxbp.load_config(None, private))
+    assert "# batch_size is unset: the run writes 32; a private run 256" in shown
+    assert "# learning_rate is unset: the run writes 0.2; a private run 0.3 x train.batch_size / 256" in shown
+
+
+def test_the_default_private_run_trains_and_a_planted_rate_is_named_with_advice(tmp_path, capsys):
+    # privacy on, everything else the defaults (spiral, 64-64, the resolved batch 256 and rate 0.3), 2 epochs
+    assert cli_main(["train", "--set", "privacy.enabled=true", "--set", "privacy.target_epsilon=3", "--set",
+                     "train.epochs=2", "--set", "train.plots=false", "--out", str(tmp_path / "run")]) == 0
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert "warning" not in capsys.readouterr().out and "warnings" not in summary and summary["test_loss"] < 1.2
+    assert "batch_size = 256" in (tmp_path / "run" / "config.toml").read_text()
+    # a rate 100x too large: finite, but the loss climbs back above epoch 1's; one line names both keys
+    bad = jaxbp.train(None, tmp_path / "bad", overrides=[*BASE, "optimizer.learning_rate=30"], progress=False)
+    [warning] = bad.summary["warnings"]
+    assert "the steps are too large" in warning and "optimizer.learning_rate (now 30.0)" in warning
+    assert "raise train.batch_size (now 20" in warning and warning in (tmp_path / "bad" / "train.log").read_text()
+    assert "warnings" not in jaxbp.train(None, overrides=[*BASE, "optimizer.learning_rate=3"], progress=False).summary

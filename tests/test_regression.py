@@ -113,3 +113,44 @@ def test_a_regression_selects_on_validation_r2_and_refuses_val_accuracy(table, t
     summary = json.loads((tmp_path / "r" / "summary.json").read_text())
     rows = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     assert "val_accuracy" not in rows[0] and summary["best_val_r2"] == max(row["val_r2"] for row in rows)
+
+
+@pytest.mark.parametrize("standardize", [True, False])
+def test_a_regressor_trains_on_k_targets_of_an_npz_and_predicts_them_in_their_units(tmp_path, standardize):
+    # two linear targets on their own scales (means 100 and -3, stds about 20 and 1.5): a learnable (n, 2)
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(160, 3))
+    y = np.c_[100 + x @ [12.0, -8.0, 5.0], -3 + x @ [0.5, 1.0, -1.0]] + 0.05 * rng.normal(size=(160, 2))
+    if not standardize:
+        y = (y - [100, -3]) / [16, 1.6]  # raw targets of order 1: the default rate trains them unscaled too
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    out = tmp_path / "run"
+    assert main(["train", "--quiet", "--out", str(out), "--set", f"data.name={tmp_path / 'd.npz'}",
+                 "--set", "model.loss=mse", "--set", "model.hidden=[16]", "--set", "train.epochs=30",
+                 "--set", f"data.standardize_targets={str(standardize).lower()}", "--set", "train.plots=false"]) == 0
+    record = json.loads((out / "model.json").read_text())
+    assert (record["target_standardize"] is not None) == standardize
+    assert main(["predict", str(out), "--input", str(tmp_path / "d.npz"), "--out", str(tmp_path / "p.csv")]) == 0
+    lines = (tmp_path / "p.csv").read_text().splitlines()
+    predicted = np.array([[float(v) for v in line.split(",")] for line in lines[1:]])
+    assert lines[0].count(",") == 1 and predicted.shape == y.shape  # k = 2 values per row
+    per_output = 1 - np.sum((predicted - y) ** 2, 0) / np.sum((y - y.mean(0)) ** 2, 0)
+    assert np.all(per_output > 0.9), per_output  # each target in its own units (a standardized one would fail)
+    np.testing.assert_allclose(predicted.mean(0), y.mean(0), atol=0.2 * y.std(0).max())
+    scores = jaxbp.load_run(out).evaluate_values(x, y)  # `jaxbp evaluate`'s numbers, without its plot
+    np.testing.assert_allclose(scores["predicted"], predicted, rtol=1e-6)  # the CSV's values, to its digits
+    assert scores["r2"] == pytest.approx(1 - np.sum((predicted - y) ** 2) / np.sum((y - y.mean(0)) ** 2), abs=1e-6)
+    assert scores["r2"] > 0.95  # pooled over both targets: 1 - SS_res / SS_tot
+
+
+def test_mse_at_the_default_rate_trains_the_readme_table_in_float64(tmp_path):
+    # the README's houses.csv: at the old default rate 0.2 this diverged in epoch 1 (the loss's sharpest direction at
+    # init is about 69, so SGD is stable below 2/69 = 0.029); an unset rate is 0.02 for mse / huber
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 2))
+    y = 50 + 3 * x[:, 0] - 2 * x[:, 1] ** 2 + 0.1 * rng.normal(size=300)
+    np.savez(tmp_path / "houses.npz", x=x, y=y)
+    result = jaxbp.train(None, overrides=[f"data.name={tmp_path / 'houses.npz'}", "model.loss=mse", "train.epochs=2",
+                                          "train.precision=float64", "train.plots=false"], progress=False)
+    assert result.config.optimizer.learning_rate == 0.02 and "warnings" not in result.summary
+    assert result.summary["train_r2"] > 0.5, result.summary

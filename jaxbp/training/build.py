@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import optax
 
 from .. import datasets
-from ..config import DataConfig, RunConfig
+from ..config import DataConfig, RunConfig, TrainConfig
+from ..config.optimizer import default_rate
 from ..datasets import synthetic as _synthetic
 from ..datasets.preprocess import held_out
 from ..errors import ConfigError
@@ -75,6 +76,7 @@ def build(config: RunConfig) -> Run:
     _check_metric(train_cfg.early_stopping.metric, data.y_train.dtype.kind == "f")
     data, validation = hold_out(data, data_cfg.validation_fraction)
     n_train = data.x_train.shape[0]
+    train_cfg = resolved_train(train_cfg, n_train, config.privacy.enabled)
     batch = train_cfg.batch_size or n_train  # 0 means full batch
     if batch > n_train:
         held = (f" ({validation[1].shape[0]} of the training split are held out by data.validation_fraction = "
@@ -93,8 +95,9 @@ def build(config: RunConfig) -> Run:
     steps = n_train // batch
     privacy = _privacy.plan(config.privacy, n_train, batch, train_cfg.epochs * steps,
                             1 if mesh is None else mesh.shape["data"])
-    optimizer_cfg = config.optimizer.resolved(train_cfg.epochs * steps)
-    config = dataclasses.replace(config, data=data_cfg, optimizer=optimizer_cfg, privacy=config.privacy if not privacy
+    optimizer_cfg = config.optimizer.resolved(train_cfg.epochs * steps,
+                                              default_rate(model_cfg.loss in REGRESSION_LOSSES, privacy and batch))
+    config = dataclasses.replace(config, data=data_cfg, train=train_cfg, optimizer=optimizer_cfg, privacy=config.privacy if not privacy
                                  else dataclasses.replace(config.privacy, noise_multiplier=privacy["noise_multiplier"]))
     spec = Spec((data.x_train.shape[1], *model_cfg.hidden, out), model_cfg.activation, model_cfg.loss, model_cfg.rule,
                 dataclasses.replace(optimizer_cfg, learning_rate=1.0), batch, train_cfg.per_example,
@@ -154,6 +157,14 @@ def resolved_data(section: DataConfig, n: int) -> DataConfig:
         filled = {"noise": noise, **defaults}
         section = dataclasses.replace(section, **{k: v for k, v in filled.items() if getattr(section, k) is None})
     return section
+
+
+def resolved_train(section: TrainConfig, n_train: int, private: bool) -> TrainConfig:
+    """The [train] section with an unset batch size written in: 32, or for a private run 256, at most a quarter of
+    the training split (DP-SGD's noise in the mean gradient, sigma C / B, shrinks with the batch)."""
+    if section.batch_size is not None:
+        return section
+    return dataclasses.replace(section, batch_size=max(1, min(256, n_train // 4)) if private else 32)
 
 
 def _check_metric(metric: str, regression: bool) -> None:

@@ -86,9 +86,42 @@ def diverged(epoch: int, names: list[str], kept_epoch: int, checkpoint: str | No
         return DivergenceError(f"training diverged at epoch {epoch}: {', '.join(names)} became NaN/Inf; {where}. "
                                f"{blame[0].upper()}{blame[1:]}")
     return DivergenceError(
-        f"training diverged at epoch {epoch}: {', '.join(names)} became NaN/Inf; {where}. Lower "
-        f"optimizer.learning_rate (now {_shown(config.optimizer.learning_rate)}) and start a new run, or set "
-        f"train.on_nonfinite = \"continue\" to train on regardless")
+        f"training diverged at epoch {epoch}: {', '.join(names)} became NaN/Inf; {where}. {_advice(config)} and "
+        f"start a new run, or set train.on_nonfinite = \"continue\" to train on regardless")
+
+
+def _advice(config: RunConfig) -> str:
+    """What to change when the steps are too large: the rate, and a private run's batch size."""
+    batch = (f" or raise train.batch_size (now {config.train.batch_size}: DP-SGD's noise in each step's mean "
+             f"gradient is noise_multiplier x clip_norm / batch)" if config.privacy.enabled else "")
+    return f"Lower optimizer.learning_rate (now {_shown(config.optimizer.learning_rate)}){batch}"
+
+
+class Rising:
+    """A finite divergence: once a replica's train loss ends an epoch above its first epoch's and above twice its
+    lowest, ``check`` returns one line of advice (once per run); overfitting raises the test loss, not this one."""
+
+    def __init__(self, rows: list[dict]):
+        self.first, self.low, self.said = None, None, False
+        for row in rows:  # a resumed run's epochs so far
+            self.check(row, None)
+        self.said = False
+
+    def check(self, row: dict, config: RunConfig | None) -> str | None:
+        loss = np.atleast_1d(np.asarray(row.get("train_loss", np.nan), dtype=float))
+        if self.first is None:
+            self.first, self.low = loss, loss
+            return None
+        self.low = np.fmin(self.low, loss)
+        rising = np.flatnonzero((loss > self.first) & (loss > 2 * self.low))
+        if self.said or not rising.size or config is None:
+            return None
+        self.said = True
+        which = f"replica {', '.join(map(str, rising))}'s " if loss.size > 1 else ""
+        r = rising[0]
+        return (f"warning: {which}train loss rose to {loss[r]:.3g} at epoch {row['epoch']}, above epoch 1's "
+                f"{self.first[r]:.3g} and over twice its lowest ({self.low[r]:.3g}): the steps are too large. "
+                f"{_advice(config)}")
 
 
 def _shown(value):

@@ -93,6 +93,7 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending, me
     start, first_epoch_s = time.perf_counter(), 0.0
     finite, saved = state, first  # the last state with finite params (the only kind a checkpoint holds); saved epoch
     validate, best, stopped = _selection.validation_fn(run), _selection.Best(train_cfg.early_stopping, rows), None
+    rising, warnings = _guard.Rising(rows), []  # a train loss climbing back up: one line of advice, not a stop
     try:
         for index in range(first, epochs):
             params, opt_state, metrics = run.epoch(state.params, state.opt_state, shuffle_key, index, *arrays)
@@ -110,6 +111,10 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending, me
             if bad and train_cfg.on_nonfinite == "stop":  # the checkpoint on disk stays as it is
                 raise _guard.diverged(state.epoch, bad, saved, checkpoint, config, _blame(run, finite))
             finite = finite if bad else state
+            warning = None if bad else rising.check(row, config)
+            if warning:
+                log.message(warning)
+                warnings.append(warning)
             if checkpoint and every and state.epoch % every == 0 and state.epoch < epochs:
                 saved = _save(log, checkpoint, meta, state, finite, saved)
             _cluster.stop_together(pending())  # a signal to any of several processes stops them all here
@@ -130,6 +135,7 @@ def _loop(run: Run, state: Checkpoint, run_dir, log: _runlog.RunLog, pending, me
         state, finite = (host := _cluster.host_state(state)), (host if finite is state else finite)
     summary = summary_of(run, log.rows, state, first, time.perf_counter() - start, first_epoch_s)
     summary.update({"n_validation": int(run.validation[1].shape[0]), **best.summary(stopped)} if validate else {})
+    summary.update({"warnings": warnings} if warnings else {})
     saved = _save(log, checkpoint, meta, state, finite, saved) if run_dir is not None else saved  # every process
     chosen, which = _finish.which_params(state, finite, train_cfg.final_params)
     params = params_of(run, chosen)
