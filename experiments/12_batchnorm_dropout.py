@@ -1,23 +1,30 @@
-"""Batch norm and dropout, written by hand: the two CS231n findings on digits.
+"""Batch norm and dropout, written by hand: the two CS231n findings, on digits and MNIST-5k.
 
 Question: (1) a deep relu MLP trains only when its weights start at the right scale (He init);
 off by 10x either way, the signal vanishes or explodes through depth. Batch normalization
 renormalizes every layer's output over the batch in training: does it make training insensitive
 to the weight scale? (2) Dropout zeroes each hidden unit with probability p in training (inverted:
-scaled by 1/(1 - p), the identity at test time). On a small training set, where an MLP memorizes,
-does it narrow the gap between training and test accuracy?
+scaled by 1/(1 - p), the identity at test time). CS231n's regularization experiment trains one
+hidden layer of 500 relu units on 500 images for 25 epochs, without dropout and with p = 0.75:
+does dropout lower the training accuracy and raise the test accuracy, narrowing the gap?
 
 Answer: (1) with batch norm after every hidden layer the final test accuracy is flat (within 4
 points, 94-98%) from 0.01x to 1x He, where the plain network goes from chance (8%) to 95%. Above
 1x, batch norm still beats the plain network by 18+ points but learns slower: the layers are then
 scale-invariant, so a weight 10x larger takes Adam's steps of the same size 10x longer to turn.
-(2) Only weakly, on digits: over 5 seeds every network fits the 150 examples (train accuracy 100%
-in eval mode), and the gap goes 0.108 / 0.094 / 0.101 / 0.123 at p = 0 / 0.25 / 0.5 / 0.75, test
-accuracy 89.2 / 90.6 / 89.9 / 87.5%. p = 0.25 and 0.5 narrow the gap by 1-1.5 points, about the
-spread between seeds; our target (the gap at p = 0.5 at most 0.9x that at p = 0) is missed (0.94x).
-Every gradient, including batch norm's backward
-through the batch statistics, is jaxbp's hand-written one; the networks train in train mode
-(jaxbp.make_replica_step / make_scan_step) and are evaluated in eval mode (jaxbp.evaluate).
+(2) The gap narrows; the test accuracy does not rise. On 500 MNIST-5k images (pixels in [0, 1],
+784-500-10, dropout after the hidden layer, Adam 5e-4, B = 100, 25 epochs, 10 seeds) the gap goes
+0.114 / 0.111 / 0.102 / 0.084 at p = 0 / 0.25 / 0.5 / 0.75 (0.89x at 0.5 and 0.74x at 0.75; every
+seed narrows at both, and at 0.75 the seeds' gaps lie below all of p = 0's). Dropout slows the fit:
+train accuracy 100 / 99.6 / 98.7 / 96.6%, test accuracy 88.5 / 88.5 / 88.5 / 88.2%. CS231n's higher
+validation accuracy is not reproduced (p = 0.75 is 0.3 points lower, on 8 of 10 seeds): that target
+is missed. Trained on to 100 epochs, every rate memorizes and the gaps meet (0.107 / 0.106 / 0.106 /
+0.105); dropout then lowers the test loss (0.366 -> 0.328 at p = 0.75) and raises test accuracy by
+0.1-0.3 points, within the seeds' spread. How far the gap narrows at 25 epochs depends on how slowly
+the network fits: with z-scored pixels every rate fits by then and the gap stays (0.97x; README).
+Every gradient, including batch norm's backward through the batch statistics, is jaxbp's
+hand-written one; the networks train in train mode (jaxbp.make_replica_step / make_scan_step) and
+are evaluated in eval mode (jaxbp.evaluate).
 """
 
 from __future__ import annotations
@@ -98,8 +105,8 @@ def dropout_sweep(data, subset, width, epochs, rates, seeds, every) -> dict:
     keys = jax.vmap(jax.random.fold_in, (None, 0))(jax.random.key(SEED), jnp.arange(seeds))
     out = {"epochs": list(range(every, epochs + 1, every)), "train_accuracy": [], "test_accuracy": [], "test_loss": []}
     for rate in rates:
-        model = jaxbp.network(x.shape[1], [jaxbp.dense(width, "relu"), jaxbp.dropout(rate), jaxbp.dense(data.num_classes)],
-                              "softmax_cross_entropy")
+        layers = [jaxbp.dense(width, "relu"), jaxbp.dropout(rate), jaxbp.dense(data.num_classes)]
+        model = jaxbp.network(x.shape[1], layers, "softmax_cross_entropy")
         optimizer = optax.adam(DROP_LEARNING_RATE)
         params, opt_state = jaxbp.init_replicas(model, optimizer, keys)  # the same initializations at every rate
         step = jaxbp.make_replica_step(model, optimizer, scan=True)
@@ -114,10 +121,11 @@ def dropout_sweep(data, subset, width, epochs, rates, seeds, every) -> dict:
             out[key].append(curve)
         for epoch in sorted({min(CS231N_EPOCHS, epochs), epochs}):
             train_acc, test_acc, _ = curves[:, out["epochs"].index(epoch)]
-            log(f"dropout p = {rate:4.2f}, epoch {epoch:3d}: accuracy train {train_acc.mean():.3f} test {test_acc.mean():.3f} "
+            log(f"dropout p = {rate:4.2f}, epoch {epoch:3d}: accuracy train {train_acc.mean():.3f} "
+                f"test {test_acc.mean():.3f} "
                 f"(seeds {test_acc.min():.3f}..{test_acc.max():.3f}) gap {np.mean(train_acc - test_acc):.3f} "
                 f"(seeds {np.min(train_acc - test_acc):.3f}..{np.max(train_acc - test_acc):.3f})")
-    return {k: np.asarray(v) if k != "epochs" else v for k, v in out.items()}
+    return {k: np.round(np.asarray(v, np.float64), 4) if k != "epochs" else v for k, v in out.items()}  # k / 1000
 
 
 def at_epoch(drop: dict, epoch: int) -> dict:
