@@ -145,7 +145,7 @@ def test_a_private_run_resolves_its_unset_batch_size_and_rate_for_dp_sgd():
 
 def test_the_default_private_run_trains_and_a_planted_rate_is_named_with_advice(tmp_path, capsys):
     # privacy on, everything else the defaults (spiral, 64-64, the resolved batch 256 and rate 0.3), 2 epochs
-    assert cli_main(["train", "--set", "privacy.enabled=true", "--set", "privacy.target_epsilon=3", "--set",
+    assert cli_main(["train", "--set", "privacy.enabled=true", "--set", "privacy.noise_multiplier=1.5", "--set",
                      "train.epochs=2", "--set", "train.plots=false", "--out", str(tmp_path / "run")]) == 0
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert "warning" not in capsys.readouterr().out and "warnings" not in summary and summary["test_loss"] < 1.2
