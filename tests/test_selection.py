@@ -1,6 +1,7 @@
 """Model selection on a validation split: val metrics each epoch, early stopping, best.npz, load_run(which=)."""
 
 import json
+import shutil
 
 import jax
 import numpy as np
@@ -9,8 +10,10 @@ import pytest
 import jaxbp
 from jaxbp import datasets
 from jaxbp.cli import main
+from jaxbp.config import ADDED_LATER, load_saved, print_config
 from jaxbp.datasets import loading
 from jaxbp.training.build import build
+from jaxbp.training.guard import fingerprint
 
 TINY = ["data.name=moons", "data.n=64", "model.hidden=[4]", "train.batch_size=16", "train.plots=false",
         "data.validation_fraction=0.25"]
@@ -49,16 +52,22 @@ def test_best_npz_holds_the_best_epoch_and_load_run_chooses(stopped, tmp_path):
 
 
 def _plain_run(tmp_path):
-    overrides = [a for a in TINY if not a.startswith("data.validation")] + ["train.epochs=1"]
+    overrides = [a for a in TINY if not a.startswith("data.validation")] + ["data.validation_fraction=0",
+                                                                            "train.epochs=1"]
     jaxbp.train(None, tmp_path / "plain", overrides=overrides, progress=False)
     return tmp_path / "plain"
 
 
 def test_early_stopping_needs_a_validation_split():
     with pytest.raises(jaxbp.ConfigError, match="set data.validation_fraction"):
-        jaxbp.load_config(None, ["train.early_stopping.patience=3"])
+        jaxbp.load_config(None, ["train.early_stopping.patience=3", "data.validation_fraction=0"])
     with pytest.raises(jaxbp.ConfigError, match="leaving none to train on"):
         jaxbp.train(None, overrides=["data.name=moons", "data.n=16", "data.validation_fraction=0.99"], progress=False)
+    # 8 rows: 2 test, 6 train of which the default 0.1 holds out 1; a batch of 6 no longer fits, and says why
+    with pytest.raises(jaxbp.ConfigError, match=r"6 is more than the 5 training examples \(1 of the training split "
+                                                r"are held out by data.validation_fraction = 0.1; lower it, or 0"):
+        jaxbp.train(None, overrides=["data.name=moons", "data.n=8", "data.test_fraction=0.25", "train.batch_size=6"],
+                    progress=False)
 
 
 def test_a_sweep_names_its_best_replica_by_validation_not_test(tmp_path):
@@ -113,3 +122,49 @@ def test_standardization_comes_from_the_trained_rows_not_the_validation_rows(tmp
     monkeypatch.setattr(loading, "held_out", lambda n, fraction: 0)  # planted: statistics of the whole split
     assert not _statistics_left_the_validation_rows_out(TINY)
     assert not _statistics_left_the_validation_rows_out(regression, "target_standardize")
+
+
+OLD = [a for a in TINY if not a.startswith("data.validation")] + ["data.validation_fraction=0"]  # as runs trained
+
+
+def _as_saved_by_an_older_jaxbp(run_dir):
+    """A folder as a jaxbp without data.validation_fraction left it: the key in neither config.toml nor the
+    checkpoint's config (its fingerprint taken without it), and no model.json (rebuilt from config.toml)."""
+    text = (run_dir / "config.toml").read_text()
+    assert "validation_fraction = 0.0\n" in text
+    (run_dir / "config.toml").write_text(text.replace("validation_fraction = 0.0\n", ""))
+    with np.load(run_dir / "checkpoint.npz") as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["config"]["data"]["validation_fraction"]
+    arrays["meta"] = np.array(json.dumps({**meta, "config_sha256": fingerprint(meta["config"])}))
+    np.savez(run_dir / "checkpoint.npz", **arrays)
+    (run_dir / "model.json").unlink()
+
+
+def _resumes_and_loads_as_trained(old, straight) -> bool:
+    """Whether the old folder loads with the standardization it trained with and resumes bit-exactly."""
+    loaded = jaxbp.load_run(old)
+    if loaded.record["standardize"] != json.loads((straight / "model.json").read_text())["standardize"]:
+        return False
+    try:
+        jaxbp.resume(old, overrides=["train.epochs=2"], progress=False)
+    except jaxbp.ConfigError:
+        return False
+    with np.load(old / "checkpoint.npz") as a, np.load(straight / "checkpoint.npz") as b:
+        return all(np.array_equal(a[name], b[name]) for name in b.files if name != "meta")
+
+
+def test_a_run_saved_before_validation_fraction_existed_resumes_and_loads_as_it_trained(tmp_path, monkeypatch):
+    assert jaxbp.load_config().data.validation_fraction == 0.1  # a new config without the key: the default
+    jaxbp.train(None, tmp_path / "straight", overrides=[*OLD, "train.epochs=2"], progress=False)
+    jaxbp.train(None, tmp_path / "old", overrides=[*OLD, "train.epochs=1"], progress=False)
+    _as_saved_by_an_older_jaxbp(tmp_path / "old")
+    shutil.copytree(tmp_path / "old", tmp_path / "planted")
+    assert load_saved(tmp_path / "old" / "config.toml").data.validation_fraction == 0.0
+    assert "validation_fraction = 0.0" in print_config(load_saved(tmp_path / "old" / "config.toml"))
+    assert _resumes_and_loads_as_trained(tmp_path / "old", tmp_path / "straight")
+    assert json.loads((tmp_path / "old" / "model.json").read_text())["standardize"] == json.loads(
+        (tmp_path / "straight" / "model.json").read_text())["standardize"]  # the resumed run's record as well
+    monkeypatch.delitem(ADDED_LATER, "data.validation_fraction")  # planted: the missing key read as today's 0.1
+    assert not _resumes_and_loads_as_trained(tmp_path / "planted", tmp_path / "straight")

@@ -11,7 +11,7 @@ from ..scale import cluster as _cluster
 from ..training import runner as _runner
 from ..training.runlog import check_run_dir
 from ..version import __version__
-from ..config import load_config, print_config
+from ..config import load_config, load_saved, print_config
 from ..errors import ConfigError
 from .options import add_plugins
 
@@ -44,11 +44,12 @@ def run(args) -> int:
         raise ConfigError("--resume DIR continues the run in DIR with its own config; drop --config/--out/--overwrite "
                           "(change the length with --set train.epochs=N)")
     if args.print_config:
-        config = load_config(os.path.join(args.resume, "config.toml") if args.resume else args.config, args.overrides)
+        config = (load_saved(os.path.join(args.resume, "config.toml"), args.overrides) if args.resume
+                  else load_config(args.config, args.overrides))
         print(print_config(config), end="")
         return 0
-    source = os.path.join(check_run_dir(args.resume), "config.toml") if args.resume else args.config
-    config = load_config(source, args.overrides)  # read once: a bad key is refused before anything starts
+    config = (load_saved(os.path.join(check_run_dir(args.resume), "config.toml"), args.overrides) if args.resume
+              else load_config(args.config, args.overrides))  # read once: a bad key is refused before anything starts
     if config.train.precision == "float64":
         jax.config.update("jax_enable_x64", True)  # for the whole process, before any array is made
     several = _cluster.start(config.train.devices, args.coordinator, args.num_processes, args.process_id, args.timeout,

@@ -21,6 +21,13 @@ from .sections import RunConfig
 
 SECTIONS = tuple(field.name for field in dataclasses.fields(RunConfig))
 
+# Keys added later: value for old runs. A run folder's config.toml saved before a key existed lacks it, and the
+# run was trained as if it held this value, which is not always the key's default today (the default is what a
+# NEW config without the key gets). ``load_saved`` reads run folders with it: resume, load_run, predict, evaluate.
+ADDED_LATER = {
+    "data.validation_fraction": 0.0,  # the default became 0.1; earlier runs held nothing out
+}
+
 
 def load_config(source=None, overrides=()) -> RunConfig:
     """Defaults <- ``source`` (None, a dict, a .toml path or a RunConfig) <- ``overrides`` ("section.key=value")."""
@@ -46,6 +53,20 @@ def load_config(source=None, overrides=()) -> RunConfig:
         raise ConfigError(f"unknown config section(s) {', '.join(unknown)}; known sections: {', '.join(SECTIONS)}."
                           + did_you_mean(unknown[0], SECTIONS))
     return read(RunConfig, raw, "")
+
+
+def load_saved(path, overrides=()) -> RunConfig:
+    """A run folder's config.toml, as ``load_config``, with each ``ADDED_LATER`` key it lacks at its value for
+    old runs: a folder saved by an older jaxbp resumes, loads and reports as it was trained."""
+    raw = read_toml(path)
+    for dotted, value in ADDED_LATER.items():
+        *tables, key = dotted.split(".")
+        table = raw
+        for name in tables:
+            table = table.setdefault(name, {}) if isinstance(table, dict) else None
+        if isinstance(table, dict):  # else not a table: load_config names the bad section
+            table.setdefault(key, value)
+    return load_config(raw, overrides)
 
 
 def read_toml(path) -> dict:

@@ -37,8 +37,9 @@ class DataConfig:
     label_column: str | None = setting(None, help='a .csv/.tsv file\'s label column, "label" when unset')
     # a regression's targets (mse / huber on a file) trained as (y - mean) / std of the train split; undone at predict
     standardize_targets: bool = setting(True)
-    # held out of the training split (its last rows) for model selection: val_loss / val_accuracy each epoch
-    validation_fraction: float = setting(0.0, in_range(0.0, 1.0, True, False, "the share of the training split "
+    # held out of the training split (its last rows) for model selection: val_loss / val_accuracy each epoch;
+    # 0: none. A run folder saved before the key existed held nothing out (load.ADDED_LATER)
+    validation_fraction: float = setting(0.1, in_range(0.0, 1.0, True, False, "the share of the training split "
                                                                               "held out for validation"))
 
     def finish(self) -> DataConfig:
@@ -197,7 +198,7 @@ class RunConfig:
                               f"place, or set {what} = false")
         if self.train.early_stopping.patience and not self.data.validation_fraction:
             raise ConfigError("train.early_stopping.patience stops on the validation split, and there is none: set "
-                              "data.validation_fraction, e.g. 0.1 (a tenth of the training split held out)")
+                              "data.validation_fraction, e.g. 0.1 (the default: a tenth of the training split held out)")
         if self.privacy.enabled and self.train.batch_size == 0:
             raise ConfigError("train.batch_size = 0 (full batch) cannot be private: every step sees every example, so "
                               "there is no sampling to amplify privacy; set train.batch_size to e.g. 1/20 of the data")

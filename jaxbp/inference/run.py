@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..config import RunConfig, load_config
+from ..config import RunConfig, load_saved
 from ..datasets.preprocess import check_finite, check_range, labels_to_classes
 from ..errors import CheckpointError, ConfigError, DataError, ShapeError
 from ..networks import Model, describe, from_tables, mlp, modal_names
@@ -164,7 +164,7 @@ def load_run(path, replica: int | None = None, *, plugins=(), which: str = "last
     if not os.path.isfile(os.path.join(path, CONFIG)):
         what = "no such folder" if not os.path.isdir(path) else f"it has no {CONFIG}"
         raise CheckpointError(f"cannot load run {path}: {what}. Point at a folder made by `jaxbp train --out DIR`")
-    config = load_config(os.path.join(path, CONFIG))
+    config = load_saved(os.path.join(path, CONFIG))
     record = read_record(path)
     load_plugins(plugins or record["plugins"])  # given plugins replace the recorded ones (a file that moved)
     spec = dict(record["model"])
@@ -184,7 +184,7 @@ def load_run(path, replica: int | None = None, *, plugins=(), which: str = "last
     params_path = os.path.join(path, PARAMS if which == "last" else BEST)
     if which == "best" and not os.path.isfile(params_path):
         raise CheckpointError(f"run {path} has no {BEST}: a run keeps its best epoch when it holds out a validation "
-                              f"split; train with --set data.validation_fraction=0.1")
+                              f"split (data.validation_fraction, 0.1 by default; this run's is 0)")
     if which == "best":  # best.npz belongs to the run (its id) but is not the params.npz whose digest model.json holds
         record = {key: value for key, value in record.items() if key != "params_sha256"}
     if not os.path.isfile(params_path):

@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..config import RunConfig
+from ..config import ADDED_LATER, RunConfig
 from ..errors import CheckpointError, ConfigError, DivergenceError, Terminated
 
 ON_NONFINITE = ("stop", "continue")
@@ -161,11 +161,13 @@ def config_meta(config: RunConfig) -> dict:
 def check_same_config(meta: dict, config: RunConfig, run_dir: str) -> None:
     """Refuse ``--resume`` when config.toml was edited since the checkpoint (apart from RESUMABLE keys).
 
-    A key the checkpoint's config lacks (one added to jaxbp since) is the same when it is at its default.
+    A key the checkpoint's config lacks (one added to jaxbp since) is the same when it is at its value for old
+    runs (``ADDED_LATER``), else its default.
     """
     if "config_sha256" not in meta or meta["config_sha256"] == fingerprint(config):
         return  # a checkpoint from before fingerprints cannot be compared
     stored, now, default = _flat(meta.get("config", {})), _flat(config.to_dict()), _flat(RunConfig().to_dict())
+    default.update({key: json.dumps(value, sort_keys=True) for key, value in ADDED_LATER.items()})
     changed = [f"{key} ({stored[key]} in the checkpoint, {now.get(key, 'absent')} now)"
                for key in sorted(stored) if key not in RESUMABLE and stored[key] != now.get(key)]
     added = [f"{key} (absent in the checkpoint, {now[key]} now)" for key in sorted(set(now) - set(stored))

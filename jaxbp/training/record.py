@@ -16,7 +16,7 @@ import numpy as np
 
 from ..datasets.preprocess import Standardize
 from ..errors import CheckpointError
-from ..config import RunConfig, as_table, load_config
+from ..config import RunConfig, as_table, load_saved
 from ..boundary.files import write_atomic
 from .build import build
 from .runlog import RECORD
@@ -81,7 +81,7 @@ def read_record(run_dir) -> dict:
         what = "no such folder" if not os.path.isdir(run_dir) else f"it has neither {RECORD} nor config.toml"
         raise CheckpointError(f"cannot load run {run_dir}: {what}. Point at a folder made by `jaxbp train --out DIR`")
     try:
-        run = build(load_config(config_path))
+        run = build(load_saved(config_path))
     except Exception as error:
         raise CheckpointError(f"run {run_dir} has no {RECORD} (it predates recorded preprocessing and labels) and "
                               f"rebuilding it from config.toml failed: {error}. Make the dataset (or plugin) "

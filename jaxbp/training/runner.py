@@ -18,7 +18,7 @@ from . import finish as _finish
 from . import guard as _guard
 from . import lock as _lock
 from . import runlog as _runlog
-from ..config import load_config, parse_override
+from ..config import load_config, load_saved, parse_override
 from ..errors import CheckpointError, ConfigError
 from ..plugins.user import load_plugins
 from ..scale import cluster as _cluster
@@ -72,7 +72,7 @@ def _resume(run_dir, overrides, progress: bool, plugins, notes: list[str]) -> Tr
         if f"{section}.{key}" not in _guard.RESUMABLE:
             raise ConfigError(f"--set {section}.{key} cannot change on --resume (only {', '.join(_guard.RESUMABLE)}); "
                               f"to train with other settings start a new run: --config {run_dir}/config.toml --out NEW")
-    config = load_config(os.path.join(run_dir, _runlog.CONFIG), overrides)
+    config = load_saved(os.path.join(run_dir, _runlog.CONFIG), overrides)  # an older folder's missing keys: ADDED_LATER
     with x64_for(config.train.precision):
         run = build(config)
         key = jax.random.key(run.config.train.seed)
