@@ -46,7 +46,8 @@ def run(dataset: str, eps: float | None, smoke: bool, folder: Path) -> dict:
     hidden, batch, epochs, private_lr, plain_lr = RUNS[dataset]
     overrides = [f"data.name={dataset}", "data.standardize=false", f"model.hidden={hidden}",
                  f"train.batch_size={batch if not smoke else 32}", f"train.epochs={epochs if not smoke else 2}",
-                 "train.plots=false", f"optimizer.learning_rate={plain_lr if eps is None else private_lr}"]
+                 "train.plots=false", f"optimizer.learning_rate={plain_lr if eps is None else private_lr}",
+                 "data.validation_fraction=0"]  # the whole training split, as the published runs and results
     overrides += ["data.n=300"] if smoke else []
     if eps is not None:
         overrides += ["privacy.enabled=true", f"privacy.target_epsilon={eps}", f"privacy.delta={DELTA}"]

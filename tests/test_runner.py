@@ -41,19 +41,20 @@ def default_run(tmp_path_factory):
 
 def test_default_run_reaches_97_percent_and_writes_every_file(default_run):
     files = set(os.listdir(default_run))
-    assert files == set(_runlog.RUN_FILES)  # config, metrics, summary, params, checkpoint, log, 3 plots
+    assert files == set(_runlog.RUN_FILES)  # config, metrics, summary, params, best, checkpoint, log, 3 plots, record
     summary = json.loads((default_run / "summary.json").read_text())
     assert summary["test_accuracy"] >= 0.97
     for key in ("train_loss", "train_accuracy", "test_loss", "steps", "wall_time_s", "examples_per_second"):
         assert summary[key] > 0, key
     config = tomllib.loads((default_run / "config.toml").read_text())
     assert config["data"] == {"name": "spiral", "n": 1500, "test_fraction": 0.2, "noise": 0.2, "standardize": True,
-                              "classes": 3, "seed": 0, "validation_fraction": 0.0,
+                              "classes": 3, "seed": 0, "validation_fraction": 0.1,
                               "standardize_targets": True}
     assert config["model"]["hidden"] == [64, 64] and config["optimizer"]["name"] == "sgd"
     rows = [json.loads(line) for line in (default_run / "metrics.jsonl").read_text().splitlines()]
     assert [row["epoch"] for row in rows] == list(range(1, config["train"]["epochs"] + 1))
-    assert rows[-1]["step"] == summary["steps"] == config["train"]["epochs"] * (1200 // 32)
+    assert rows[-1]["step"] == summary["steps"] == config["train"]["epochs"] * (1080 // 32)  # 1200 less 120 held out
+    assert summary["n_validation"] == 120 and "val_loss" in rows[-1] and summary["best_epoch"] >= 1
     assert len((default_run / "train.log").read_text().splitlines()) >= len(rows)
     params = _leaves(default_run / "params.npz")
     assert params["params.0.w"].shape == (64, 2) and params["params.2.w"].shape == (3, 64)
@@ -162,7 +163,7 @@ def test_cli_config_file_set_overrides_resume_and_replicas(tmp_path, capsys):
     (["--set", "optimizer.name=lbfgs"], "known: sgd, adam, adamw, rmsprop"),
     (["--set", "data.name=nope"], "known datasets: blobs"),
     (["--set", "optimizer.schedule=wavy"], "known: constant, linear, cosine"),
-    (["--set", "train.batch_size=100000"], "use at most 1200"),
+    (["--set", "train.batch_size=100000"], "use at most 1080"),
     (["--config", "missing.toml"], "not found"),
     (["--resume", "no/such/run"], "cannot resume"),
 ])
@@ -183,8 +184,9 @@ def test_out_onto_a_run_folder_is_refused_unless_overwrite(tmp_path, capsys):
     assert (out / "checkpoint.npz").read_bytes() == before
     for name in ("confusion.png", "confusion-replica1.png", "notes.txt"):  # jaxbp evaluate's plots; the user's file
         (out / name).write_bytes(b"kept?")
-    assert main(base + ["--overwrite", "--set", "train.seed=7"]) == 0
-    assert (out / "checkpoint.npz").read_bytes() != before
+    assert (out / "best.npz").exists()
+    assert main(base + ["--overwrite", "--set", "train.seed=7", "--set", "data.validation_fraction=0"]) == 0
+    assert (out / "checkpoint.npz").read_bytes() != before and not (out / "best.npz").exists()  # not the old run's
     assert sorted(p.name for p in out.iterdir() if p.name.startswith(("confusion", "notes"))) == ["notes.txt"]
 
 

@@ -75,7 +75,8 @@ def test_reprs_describe_the_weights_instead_of_printing_them(pets):
 def test_inputs_standardized_twice_are_refused_with_the_way_out(pets):
     loaded = jaxbp.load_run(pets / "run")
     raw = datasets.load(str(pets / "pets.csv"), key=jax.random.key(0), standardize=False, label_column="species")
-    scaled = datasets.load(str(pets / "pets.csv"), key=jax.random.key(0), label_column="species")  # the default
+    scaled = datasets.load(str(pets / "pets.csv"), key=jax.random.key(0), label_column="species",  # standardized as
+                           validation_fraction=loaded.config.data.validation_fraction)  # the run's training was
     with pytest.raises(jaxbp.DataError, match="look standardized already.*standardize=False.*standardized=True"):
         loaded.evaluate(scaled.x_test, np.asarray(scaled.classes)[scaled.y_test])
     right = loaded.predict(raw.x_test)

@@ -47,20 +47,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     """The command line; ``argv`` None (the program itself) also makes a late Ctrl-C quiet (see ``_quiet_exit``)."""
-    if argv is None and threading.current_thread() is threading.main_thread():
+    own = argv is None and threading.current_thread() is threading.main_thread()
+    if own:
         _watch_signals()
     code = 1
     try:
-        code = _main(argv)
+        code = _main(argv, own)
         return code
     except KeyboardInterrupt:  # a second Ctrl-C while the first was being reported
         print("jaxbp: interrupted", file=sys.stderr)
         code = 130
         return code
     finally:
-        rollcall.leave(code)  # several processes: the others learn this one ends in order
-        if argv is None and threading.current_thread() is threading.main_thread():
+        if own:
             signal.signal(signal.SIGINT, _quiet_exit)
+        rollcall.leave(code)  # several processes: the others learn this one ends in order
 
 
 STOP_GRACE_S = float(os.environ.get("JAXBP_STOP_GRACE_S", 5.0))  # how long a signal may wait for a busy main thread
@@ -103,7 +104,7 @@ def _quiet_exit(signum, frame) -> None:
     os._exit(130)
 
 
-def _main(argv) -> int:
+def _main(argv, own: bool = False) -> int:
     try:
         args = build_parser().parse_args(argv)
         with np.errstate(all="ignore"):  # no raw numpy warnings: every result that matters is checked finite
@@ -112,6 +113,8 @@ def _main(argv) -> int:
         print(f"jaxbp: error: {error}", file=sys.stderr)
         return error.exit_code  # 2; 3 when training diverged
     except KeyboardInterrupt as interrupt:  # Ctrl-C, or SIGTERM (a cluster's notice): the finished epochs are saved
+        if own:  # quiet from here on: a second Ctrl-C once the line is out (freeing the run takes a while) exits 130
+            signal.signal(signal.SIGINT, _quiet_exit)
         terminated = isinstance(interrupt, Terminated)
         print(f"jaxbp: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return 143 if terminated else 130

@@ -25,7 +25,8 @@ CONFIG, METRICS, SUMMARY, PARAMS, CHECKPOINT, LOG = (
     "config.toml", "metrics.jsonl", "summary.json", "params.npz", "checkpoint.npz", "train.log")
 PLOTS = ("loss.png", "accuracy.png", "decision_boundary.png")
 RECORD = "model.json"  # what predicting needs (jaxbp.training.record)
-RUN_FILES = (CONFIG, METRICS, SUMMARY, PARAMS, CHECKPOINT, LOG, *PLOTS, RECORD)
+BEST = "best.npz"  # the best epoch on the validation split (jaxbp.training.selection)
+RUN_FILES = (CONFIG, METRICS, SUMMARY, PARAMS, BEST, CHECKPOINT, LOG, *PLOTS, RECORD)
 EVALUATED = re.compile(r"confusion(-replica\d+)?\.png")  # written into the run folder by ``jaxbp evaluate``
 
 

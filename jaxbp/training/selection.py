@@ -19,9 +19,9 @@ from jax.sharding import PartitionSpec as P
 from ..scale.cluster import to_host
 from ..scale.sharded import place
 from .checkpoint import save_trees
+from .runlog import BEST
 from .steps import scores
 
-BEST = "best.npz"
 VAL_NAMES = ("val_loss", "val_accuracy")
 
 
