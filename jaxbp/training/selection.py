@@ -1,9 +1,10 @@
 """Model selection on a validation split, never the test set: val_loss / val_accuracy each epoch, the best
 epoch's params kept (best.npz), early stopping (``[train.early_stopping]``) and the best replica of a sweep.
 
-The validation split is the training split's last ``data.validation_fraction`` of rows (it is shuffled);
-the test set is only reported. With several replicas the run's validation metric is their mean, and
-``best_replica`` is the replica with the best validation metric at the best epoch.
+The validation split is the training split's last ``data.validation_fraction`` of rows (0.1 by default; the
+split is shuffled), left out of the standardization statistics too; the test set is only reported. With
+several replicas the run's validation metric is their mean, and ``best_replica`` is the replica with the best
+validation metric at the best epoch. On a mesh the params stay sharded and the split is replicated.
 """
 
 from __future__ import annotations
