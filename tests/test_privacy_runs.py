@@ -133,6 +133,10 @@ def test_a_private_run_resolves_its_unset_batch_size_and_rate_for_dp_sgd():
     assert resolved_train(TrainConfig(batch_size=64), 1438, True).batch_size == 64  # a key set is kept
     assert [default_rate(False, b) for b in (256, 64, 60, None)] == [0.3, 0.075, 0.0703, 0.2]  # 0.3 per 256
     assert (default_rate(True), default_rate(True, 256)) == (0.02, 0.02)  # mse / huber
+    assert {default_rate(r, b, name) for r in (False, True) for b in (None, 256) for name in ("adam", "adamw",
+            "rmsprop")} == {1e-3}  # an adaptive optimizer's step is about its rate: optax's and Keras's 1e-3
+    adam = build(jaxbp.load_config(None, ["optimizer.name=adam", "data.name=moons", "data.n=100"])).config
+    assert adam.optimizer.learning_rate == 1e-3  # not sgd's 0.2, which moves every weight by 0.2 a step
     private = ["privacy.enabled=true", "privacy.noise_multiplier=4.7", "data.name=digits"]
     config = build(jaxbp.load_config(None, private)).config  # digits' defaults (32, 0.2) diverged: 73%
     assert (config.train.batch_size, config.optimizer.learning_rate) == (256, 0.3)
@@ -140,7 +144,8 @@ def test_a_private_run_resolves_its_unset_batch_size_and_rate_for_dp_sgd():
     assert (config.train.batch_size, config.optimizer.learning_rate) == (256, 0.5)
     shown = jaxbp.config.print_config(jaxbp.load_config(None, private))
     assert "# batch_size is unset: the run writes 32; a private run 256" in shown
-    assert "# learning_rate is unset: the run writes 0.2; a private run 0.3 x train.batch_size / 256" in shown
+    assert "# learning_rate is unset: the run writes 0.2 for sgd (a private run 0.3 x train.batch_size / 256" in shown
+    assert "0.001 for adam, adamw, rmsprop" in shown
 
 
 def test_the_default_private_run_trains_and_a_planted_rate_is_named_with_advice(tmp_path, capsys):

@@ -13,6 +13,8 @@ from .fields import at_least, in_range, one_of, setting
 MAX_LEARNING_RATE = 1e6  # beyond this no network trains; 1e308 overflows the update itself
 # an unset optimizer.learning_rate: the run writes the rate that trains its kind of run (default_rate)
 RATE, REGRESSION_RATE, PRIVATE_RATE_PER_EXAMPLE = 0.2, 0.02, 0.3 / 256
+ADAPTIVE_RATE = 1e-3  # adam, adamw, rmsprop: optax's and Keras's rate; their steps are about the rate in size
+ADAPTIVE = ("adam", "adamw", "rmsprop")
 
 # optimizer name -> (optax factory, its arguments with defaults); momentum 0 means none
 OPTIMIZERS = {
@@ -48,8 +50,8 @@ class OptimizerConfig:
     name: str = setting("sgd", one_of(*OPTIMIZERS))
     learning_rate: float | tuple[float, ...] | None = setting(
         None, _rates_given, in_range(0.0, MAX_LEARNING_RATE, False, True, "the step size"),
-        help=f"the run writes {RATE:g}; a private run 0.3 x train.batch_size / 256; a regression (mse, huber) "
-             f"at most {REGRESSION_RATE:g}")
+        help=f"the run writes {RATE:g} for sgd (a private run 0.3 x train.batch_size / 256; a regression (mse, "
+             f"huber) at most {REGRESSION_RATE:g}), {ADAPTIVE_RATE:g} for {', '.join(ADAPTIVE)}")
     schedule: str = setting("constant", one_of(*SCHEDULES))
     momentum: float | None = setting(None, in_range(0.0, 1.0, True, False, "0 is none; 1 or more never forgets and diverges"))
     nesterov: bool | None = setting(None)
@@ -100,9 +102,12 @@ class OptimizerConfig:
         return section
 
 
-def default_rate(regression: bool, private_batch: int | None = None) -> float:
-    """The learning rate an unset ``optimizer.learning_rate`` becomes: 0.2, or a private run's; at most 0.02 for a
-    regression.
+def default_rate(regression: bool, private_batch: int | None = None, optimizer: str = "sgd") -> float:
+    """The learning rate an unset ``optimizer.learning_rate`` becomes: 1e-3 for adam, adamw and rmsprop; for sgd
+    0.2, or a private run's; at most 0.02 for a regression.
+
+    Adam's step is about the rate in size whatever the gradient's scale, so 1e-3 (optax's and Keras's) suits
+    every kind of run, private and regression included; at sgd's 0.2 each weight moves by 0.2 a step.
 
     0.2 trains the classifiers. A regression (mse, huber) takes 0.02: with standardized inputs and targets the
     squared error's curvature at the output is 1 in every direction (softmax cross-entropy's is at most 1/2, and
@@ -112,5 +117,7 @@ def default_rate(regression: bool, private_batch: int | None = None) -> float:
     mean gradient, is a random walk in the weights at a fixed rate with small batches (digits at epsilon 3:
     batch 32 at 0.2 ended at 73% with the loss rising; batch 256 at 0.3, 94%).
     """
+    if optimizer in ADAPTIVE:
+        return ADAPTIVE_RATE
     rate = PRIVATE_RATE_PER_EXAMPLE * private_batch if private_batch else RATE
     return float(f"{min(rate, REGRESSION_RATE) if regression else rate:.3g}")

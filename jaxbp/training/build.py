@@ -96,7 +96,8 @@ def build(config: RunConfig) -> Run:
     privacy = _privacy.plan(config.privacy, n_train, batch, train_cfg.epochs * steps,
                             1 if mesh is None else mesh.shape["data"])
     optimizer_cfg = config.optimizer.resolved(train_cfg.epochs * steps,
-                                              default_rate(model_cfg.loss in REGRESSION_LOSSES, privacy and batch))
+                                              default_rate(model_cfg.loss in REGRESSION_LOSSES, privacy and batch,
+                                                           config.optimizer.name))
     config = dataclasses.replace(config, data=data_cfg, train=train_cfg, optimizer=optimizer_cfg, privacy=config.privacy if not privacy
                                  else dataclasses.replace(config.privacy, noise_multiplier=privacy["noise_multiplier"]))
     spec = Spec((data.x_train.shape[1], *model_cfg.hidden, out), model_cfg.activation, model_cfg.loss, model_cfg.rule,
