@@ -154,3 +154,17 @@ def test_mse_at_the_default_rate_trains_the_readme_table_in_float64(tmp_path):
                                           "train.precision=float64", "train.plots=false"], progress=False)
     assert result.config.optimizer.learning_rate == 0.02 and "warnings" not in result.summary
     assert result.summary["train_r2"] > 0.5, result.summary
+
+
+def test_a_finished_regression_run_is_complete_with_r2_png_and_rebuilds_it_when_missing(table, tmp_path, capsys):
+    out = tmp_path / "run"  # a regression plots r2.png where a classifier plots accuracy.png
+    assert main(["train", "--set", f"data.name={table}", "--set", "data.label_column=price", "--set",
+                 "model.loss=mse", "--set", "model.hidden=[4]", "--set", "train.epochs=1", "--out", str(out),
+                 "--quiet"]) == 0
+    assert (out / "r2.png").exists() and not (out / "accuracy.png").exists()
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out)]) == 2  # complete: nothing rebuilt (it once rebuilt accuracy.png)
+    assert "final files are complete" in capsys.readouterr().err
+    (out / "r2.png").unlink()
+    assert main(["train", "--resume", str(out)]) == 0
+    assert "rebuilt r2.png" in capsys.readouterr().out and (out / "r2.png").exists()

@@ -41,7 +41,7 @@ def default_run(tmp_path_factory):
 
 def test_default_run_reaches_97_percent_and_writes_every_file(default_run):
     files = set(os.listdir(default_run))
-    assert files == set(_runlog.RUN_FILES)  # config, metrics, summary, params, best, checkpoint, log, 3 plots, record
+    assert files == set(_runlog.RUN_FILES) - {_runlog.REGRESSION_PLOT}  # config, metrics, summary, params, best, checkpoint, log, 3 plots, record
     summary = json.loads((default_run / "summary.json").read_text())
     assert summary["test_accuracy"] >= 0.97
     for key in ("train_loss", "train_accuracy", "test_loss", "steps", "wall_time_s", "examples_per_second"):
@@ -182,12 +182,14 @@ def test_out_onto_a_run_folder_is_refused_unless_overwrite(tmp_path, capsys):
     assert main(base) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "checkpoint.npz").read_bytes() == before
-    for name in ("confusion.png", "confusion-replica1.png", "notes.txt"):  # jaxbp evaluate's plots; the user's file
+    for name in ("confusion.png", "confusion-replica1.png", "predicted_vs_true.png", "r2.png", "notes.txt"):
+        # jaxbp evaluate's plots, a regression run's; the user's file
         (out / name).write_bytes(b"kept?")
     assert (out / "best.npz").exists()
     assert main(base + ["--overwrite", "--set", "train.seed=7", "--set", "data.validation_fraction=0"]) == 0
     assert (out / "checkpoint.npz").read_bytes() != before and not (out / "best.npz").exists()  # not the old run's
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith(("confusion", "notes"))) == ["notes.txt"]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(("confusion", "notes", "predicted", "r2"))) == [
+        "notes.txt"]
 
 
 def test_resume_errors(tmp_path, capsys):

@@ -91,8 +91,9 @@ def incomplete(run_dir: str, meta: dict, plots: bool) -> list[str]:
     except Exception:
         fits = False
     bad += [] if fits and os.path.isfile(os.path.join(run_dir, _runlog.RECORD)) else [_runlog.RECORD]
-    if plots:
-        bad += [name for name in _runlog.PLOTS[:2] if not os.path.isfile(os.path.join(run_dir, name))]
+    if plots:  # loss.png, and accuracy.png or a regression's r2.png
+        second = _runlog.REGRESSION_PLOT if done and "test_r2" in summary else _runlog.PLOTS[1]
+        bad += [name for name in (_runlog.PLOTS[0], second) if not os.path.isfile(os.path.join(run_dir, name))]
     return bad
 
 

@@ -24,10 +24,11 @@ from ..errors import CheckpointError, ConfigError
 CONFIG, METRICS, SUMMARY, PARAMS, CHECKPOINT, LOG = (
     "config.toml", "metrics.jsonl", "summary.json", "params.npz", "checkpoint.npz", "train.log")
 PLOTS = ("loss.png", "accuracy.png", "decision_boundary.png")
+REGRESSION_PLOT = "r2.png"  # a regression's in accuracy.png's place
 RECORD = "model.json"  # what predicting needs (jaxbp.training.record)
 BEST = "best.npz"  # the best epoch on the validation split (jaxbp.training.selection)
-RUN_FILES = (CONFIG, METRICS, SUMMARY, PARAMS, BEST, CHECKPOINT, LOG, *PLOTS, RECORD)
-EVALUATED = re.compile(r"confusion(-replica\d+)?\.png")  # written into the run folder by ``jaxbp evaluate``
+RUN_FILES = (CONFIG, METRICS, SUMMARY, PARAMS, BEST, CHECKPOINT, LOG, *PLOTS, REGRESSION_PLOT, RECORD)
+EVALUATED = re.compile(r"confusion(-replica\d+)?\.png|predicted_vs_true\.png")  # written by ``jaxbp evaluate``
 
 
 def confusion_file(replicas: int, replica: int) -> str:
