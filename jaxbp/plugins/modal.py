@@ -30,7 +30,9 @@ def _mask_bits(rate: float) -> tuple[int, int]:
 
 def _keep(key, shape, bits: int, kept: int) -> jax.Array:
     """Bernoulli(kept / 2^bits) draws, 32 / bits units from each random 32-bit word: the draw is most of
-    dropout's cost (threefry's), so a mask of rate 0.5 costs 1/32 of jax.random.bernoulli's words."""
+    dropout's cost (threefry's), so a mask of rate 0.5 costs 1/32 of jax.random.bernoulli's words. Word j is
+    threefry of counter j (jax_threefry_partitionable, JAX's default), so a batch padded at the end (a private
+    batch's capacity rounded up for a mesh) keeps its rows' masks."""
     size, per_word = math.prod(shape), 32 // bits
     words = jax.random.bits(key, (-(-size // per_word),), jnp.uint32)
     fields = (words[:, None] >> (jnp.arange(per_word, dtype=jnp.uint32) * bits)) & jnp.uint32(2**bits - 1)
