@@ -133,6 +133,8 @@ def test_a_private_run_resolves_its_unset_batch_size_and_rate_for_dp_sgd():
     assert [resolved_train(TrainConfig(), n, True).batch_size for n in (1438, 240, 3)] == [256, 60, 1]  # n / 4
     assert resolved_train(TrainConfig(), 1438, False).batch_size == 32
     assert resolved_train(TrainConfig(batch_size=64), 1438, True).batch_size == 64  # a key set is kept
+    assert [resolved_train(TrainConfig(), 1438, p, 3).batch_size for p in (False, True)] == [30, 255]  # 3 devices
+    assert resolved_train(TrainConfig(batch_size=32), 1438, False, 3).batch_size == 32  # set: refused where it runs
     assert [default_rate(False, b) for b in (256, 64, 60, None)] == [0.3, 0.075, 0.0703, 0.2]  # 0.3 per 256
     assert (default_rate(True), default_rate(True, 256)) == (0.02, 0.02)  # mse / huber
     assert {default_rate(r, b, name) for r in (False, True) for b in (None, 256) for name in ("adam", "adamw",

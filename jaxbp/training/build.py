@@ -76,7 +76,8 @@ def build(config: RunConfig) -> Run:
     _check_metric(train_cfg.early_stopping.metric, data.y_train.dtype.kind == "f")
     data, validation = hold_out(data, data_cfg.validation_fraction)
     n_train = data.x_train.shape[0]
-    train_cfg = resolved_train(train_cfg, n_train, config.privacy.enabled)
+    mesh = _cluster.run_mesh(train_cfg.devices, config.replicas, train_cfg.replica_devices)
+    train_cfg = resolved_train(train_cfg, n_train, config.privacy.enabled, 1 if mesh is None else mesh.shape["data"])
     batch = train_cfg.batch_size or n_train  # 0 means full batch
     if batch > n_train:
         held = (f" ({validation[1].shape[0]} of the training split are held out by data.validation_fraction = "
@@ -90,7 +91,7 @@ def build(config: RunConfig) -> Run:
         data = data._replace(x_train=data.x_train.reshape(-1, *input_shape), x_test=data.x_test.reshape(-1, *input_shape))
     if validation is not None:  # the same dtype and per-example shape as the training inputs
         validation = (jnp.asarray(validation[0], data.x_train.dtype).reshape(-1, *data.x_train.shape[1:]), validation[1])
-    mesh = check_batch_split(batch, _cluster.run_mesh(train_cfg.devices, config.replicas, train_cfg.replica_devices))
+    mesh = check_batch_split(batch, mesh)
     out = output_size(model_cfg.loss, data.num_classes)
     steps = n_train // batch
     privacy = _privacy.plan(config.privacy, n_train, batch, train_cfg.epochs * steps,
@@ -160,12 +161,14 @@ def resolved_data(section: DataConfig, n: int) -> DataConfig:
     return section
 
 
-def resolved_train(section: TrainConfig, n_train: int, private: bool) -> TrainConfig:
+def resolved_train(section: TrainConfig, n_train: int, private: bool, split: int = 1) -> TrainConfig:
     """The [train] section with an unset batch size written in: 32, or for a private run 256, at most a quarter of
-    the training split (DP-SGD's noise in the mean gradient, sigma C / B, shrinks with the batch)."""
+    the training split (DP-SGD's noise in the mean gradient, sigma C / B, shrinks with the batch); on a mesh
+    rounded down to a multiple of the ``split`` devices of its data axis (30 on 3), so that it splits evenly."""
     if section.batch_size is not None:
         return section
-    return dataclasses.replace(section, batch_size=max(1, min(256, n_train // 4)) if private else 32)
+    batch = max(1, min(256, n_train // 4)) if private else 32
+    return dataclasses.replace(section, batch_size=max(split, batch // split * split))
 
 
 def _check_metric(metric: str, regression: bool) -> None:
