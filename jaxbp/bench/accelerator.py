@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
 from . import privacy as bench_privacy
-from .contenders import LEARNING_RATE, Contender, _to_numpy, batch, start_params
+from .contenders import Contender, torch_contender
 from .targets import _missed_by, _noise, _replica_bound, _row, _target
 from .timing import interleave, median, paired_ratio, paired_spread
 
@@ -39,57 +37,14 @@ def torch_device():
     return torch.device("cuda") if torch.cuda.is_available() else None
 
 
-def torch_step(sizes, n: int, device, *, bf16: bool = False, tf32: bool = False, compiled: bool = False,
-               lr: float = LEARNING_RATE) -> Contender:
-    """One PyTorch SGD step on ``device``: eager or ``torch.compile``d model, float32 or bfloat16 autocast."""
-    import torch
-
-    start = _to_numpy(start_params(sizes)[1])
-    x_np, y_np = batch(sizes, n)
-    linears = [torch.nn.Linear(d_in, d_out) for d_in, d_out in zip(sizes[:-1], sizes[1:])]
-    layers = []
-    for i, linear in enumerate(linears):
-        layers += [linear] if i == len(linears) - 1 else [linear, torch.nn.ReLU()]
-    net = torch.nn.Sequential(*layers).to(device)
-    model = torch.compile(net) if compiled else net
-    optimizer = torch.optim.SGD(net.parameters(), lr=lr)
-    x, y = torch.from_numpy(x_np).to(device), torch.from_numpy(y_np.astype(np.int64)).to(device)
-    start_t = [(torch.from_numpy(p["w"].copy()).to(device), torch.from_numpy(p["b"].copy()).to(device)) for p in start]
-
-    def prepare():
-        torch.backends.cuda.matmul.allow_tf32 = tf32  # global in PyTorch: set before each block
-        torch.backends.cudnn.allow_tf32 = tf32
-        with torch.no_grad():
-            for linear, (w, b) in zip(linears, start_t):
-                linear.weight.copy_(w)
-                linear.bias.copy_(b)
-
-    def run(k):
-        for _ in range(k):
-            optimizer.zero_grad(set_to_none=True)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                loss = torch.nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            optimizer.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
-    def params():
-        return [{"w": l.weight.detach().float().cpu().numpy(), "b": l.bias.detach().float().cpu().numpy()}
-                for l in linears]
-
-    prepare()
-    return Contender(run, prepare, params)
-
-
 def torch_contenders(sizes, n: int, dtype: str, device, notes: list) -> dict[str, Contender]:
     """PyTorch's contenders for one row: eager, TF32 (float32 rows), compiled where ``torch.compile`` works."""
     bf16 = dtype == "bfloat16"
-    out = {"torch": torch_step(sizes, n, device, bf16=bf16)}
+    out = {"torch": torch_contender(sizes, n, device=device, bf16=bf16)}
     if not bf16:
-        out["torch-tf32"] = torch_step(sizes, n, device, tf32=True)
+        out["torch-tf32"] = torch_contender(sizes, n, device=device, tf32=True)
     try:
-        compiled = torch_step(sizes, n, device, bf16=bf16, compiled=True)
+        compiled = torch_contender(sizes, n, device=device, bf16=bf16, compiled=True)
         compiled.run(1)  # compiles here, or fails here
         out["torch-compile"] = compiled
     except Exception as error:  # noqa: BLE001 -- any failure of the compiler stack leaves the eager contenders

@@ -93,23 +93,31 @@ def torch_available() -> bool:
     return True
 
 
-def torch_contender(sizes, n: int, *, lr: float = LEARNING_RATE, threads: int = THREADS) -> Contender:
-    """PyTorch on CPU: autograd and ``torch.optim.SGD`` on ``threads`` threads, reset before each block."""
+def torch_contender(sizes, n: int, *, device=None, threads: int = THREADS, bf16: bool = False, tf32: bool = False,
+                    compiled: bool = False, lr: float = LEARNING_RATE) -> Contender:
+    """PyTorch's SGD step (autograd, ``torch.optim.SGD``) from jaxbp's start, reset before each block: on the CPU
+    (``device`` None) on ``threads`` threads, or on ``device``; eager or ``torch.compile``d, float32, TF32 or
+    bfloat16 autocast."""
     import torch
 
+    device = device or torch.device("cpu")
     start = _to_numpy(start_params(sizes)[1])
     x_np, y_np = batch(sizes, n)
     linears = [torch.nn.Linear(d_in, d_out) for d_in, d_out in zip(sizes[:-1], sizes[1:])]
     layers = []
     for i, linear in enumerate(linears):
         layers += [linear] if i == len(linears) - 1 else [linear, torch.nn.ReLU()]
-    net = torch.nn.Sequential(*layers)
+    net = torch.nn.Sequential(*layers).to(device)
+    model = torch.compile(net) if compiled else net
     optimizer = torch.optim.SGD(net.parameters(), lr=lr)
-    x, y = torch.from_numpy(x_np), torch.from_numpy(y_np.astype(np.int64))
-    start_t = [(torch.from_numpy(p["w"].copy()), torch.from_numpy(p["b"].copy())) for p in start]
+    x, y = torch.from_numpy(x_np).to(device), torch.from_numpy(y_np.astype(np.int64)).to(device)
+    start_t = [(torch.from_numpy(p["w"].copy()).to(device), torch.from_numpy(p["b"].copy()).to(device)) for p in start]
 
     def prepare():
-        torch.set_num_threads(threads)
+        if device.type == "cpu":
+            torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32 = tf32  # global in PyTorch: set before each block
+        torch.backends.cudnn.allow_tf32 = tf32
         with torch.no_grad():
             for linear, (w, b) in zip(linears, start_t):
                 linear.weight.copy_(w)
@@ -118,12 +126,16 @@ def torch_contender(sizes, n: int, *, lr: float = LEARNING_RATE, threads: int = 
     def run(k):
         for _ in range(k):
             optimizer.zero_grad(set_to_none=True)
-            loss = torch.nn.functional.cross_entropy(net(x), y)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = torch.nn.functional.cross_entropy(model(x), y)
             loss.backward()
             optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
 
     def params():
-        return [{"w": l.weight.detach().numpy().copy(), "b": l.bias.detach().numpy().copy()} for l in linears]
+        return [{"w": l.weight.detach().float().cpu().numpy().copy(), "b": l.bias.detach().float().cpu().numpy().copy()}
+                for l in linears]
 
     prepare()
     return Contender(run, prepare, params)
