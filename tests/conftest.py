@@ -61,6 +61,12 @@ def xla_cpu():
 
 
 @pytest.fixture
+def copy_of(tmp_path):
+    """``copy_of(run, name="run")``: a fresh copy of a shared finished run folder, for a test that damages it."""
+    return lambda run, name="run": shutil.copytree(run, tmp_path / name)  # the copy's path
+
+
+@pytest.fixture
 def key():
     return jax.random.key(0)
 

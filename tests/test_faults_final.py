@@ -32,14 +32,6 @@ def done(tmp_path_factory):
     return run
 
 
-def copy(run, tmp_path, name="run"):
-    target = tmp_path / name
-    target.mkdir()
-    for entry in os.listdir(run):
-        (target / entry).write_bytes((run / entry).read_bytes())
-    return target
-
-
 def resume(run, capsys):
     code = main(["train", "--resume", str(run), "--set", "train.epochs=2"])
     out, err = capsys.readouterr()
@@ -51,8 +43,8 @@ def resume(run, capsys):
     ("params.npz", None), ("summary.json", None), ("model.json", None),
     ("params.npz", b"PK\x03\x04torn"), ("summary.json", b'{"epochs": 2, "train_lo'), ("model.json", b"{"),
 ])
-def test_resume_rebuilds_missing_or_damaged_final_files_without_training(done, tmp_path, capsys, name, damage):
-    run = copy(done, tmp_path)
+def test_resume_rebuilds_missing_or_damaged_final_files_without_training(done, tmp_path, capsys, name, damage, copy_of):
+    run = copy_of(done)
     kept = {entry: (run / entry).read_bytes() for entry in ("checkpoint.npz", "metrics.jsonl")}
     (run / name).unlink() if damage is None else (run / name).write_bytes(damage)
     code, out, _ = resume(run, capsys)
@@ -64,10 +56,10 @@ def test_resume_rebuilds_missing_or_damaged_final_files_without_training(done, t
     assert resume(run, capsys)[0] == 2  # complete again: "already trained"
 
 
-def test_a_complete_run_says_already_trained_and_predict_points_to_resume(done, tmp_path, capsys):
+def test_a_complete_run_says_already_trained_and_predict_points_to_resume(done, tmp_path, capsys, copy_of):
     code, _, err = resume(done, capsys)
     assert code == 2 and "already trained 2 epochs and its final files are complete" in err
-    run = copy(done, tmp_path)
+    run = copy_of(done)
     (run / "params.npz").unlink()
     assert main(["predict", str(run), "--input", str(write_x(tmp_path)), "--out", str(tmp_path / "p.csv")]) == 2
     assert f"jaxbp train --resume {run}" in capsys.readouterr().err
@@ -117,8 +109,8 @@ def test_a_full_disk_while_plotting_keeps_the_model_and_summary(tmp_path, capsys
     assert code == 0 and "rebuilt loss.png" in out and (run / "loss.png").exists()
 
 
-def test_a_folder_named_params_npz_is_one_line_and_a_damaged_metrics_row_is_skipped(done, tmp_path, capsys):
-    run = copy(done, tmp_path)
+def test_a_folder_named_params_npz_is_one_line_and_a_damaged_metrics_row_is_skipped(done, tmp_path, capsys, copy_of):
+    run = copy_of(done)
     (run / "params.npz").unlink()
     (run / "params.npz").mkdir()
     code, _, err = resume(run, capsys)
@@ -130,8 +122,8 @@ def test_a_folder_named_params_npz_is_one_line_and_a_damaged_metrics_row_is_skip
     assert code == 0 and "skipped the damaged line 2" in out
 
 
-def test_model_json_edited_by_one_digit_is_refused(done, tmp_path, capsys):
-    run = copy(done, tmp_path)
+def test_model_json_edited_by_one_digit_is_refused(done, tmp_path, capsys, copy_of):
+    run = copy_of(done)
     record = json.loads((run / "model.json").read_text())
     std = record["standardize"]["std"]
     text = (run / "model.json").read_text().replace(repr(std[0]), repr(std[0] * 1.1), 1)
@@ -142,10 +134,10 @@ def test_model_json_edited_by_one_digit_is_refused(done, tmp_path, capsys):
     assert "does not match its sha256" in capsys.readouterr().err and not (tmp_path / "p.csv").exists()
 
 
-def test_params_of_another_run_are_refused(done, tmp_path):
+def test_params_of_another_run_are_refused(done, tmp_path, copy_of):
     other = tmp_path / "other"
     jaxbp.train(None, other, overrides=TINY + ["train.epochs=1", "train.seed=5"], progress=False)
-    run = copy(done, tmp_path)
+    run = copy_of(done)
     (run / "params.npz").write_bytes((other / "params.npz").read_bytes())  # same shapes, another run
     with pytest.raises(jaxbp.CheckpointError, match="belongs to another run"):
         jaxbp.load_run(run)

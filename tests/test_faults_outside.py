@@ -28,14 +28,6 @@ def done(tmp_path_factory):
     return run
 
 
-def copy(run, tmp_path):
-    target = tmp_path / "run"
-    target.mkdir()
-    for name in os.listdir(run):
-        (target / name).write_bytes((run / name).read_bytes())
-    return target
-
-
 def one_line(capsys) -> str:
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("jaxbp: error: ") and "internal error" not in err, err
@@ -48,8 +40,8 @@ def resume(run, capsys, epochs=3):
 
 
 @pytest.mark.parametrize("kind", ["symlink", "dangling", "hardlink", "folder", "foreign"])
-def test_a_lock_that_is_not_jaxbps_is_refused_and_never_touched(done, tmp_path, capsys, kind):
-    run, victim = copy(done, tmp_path), tmp_path / "victim"
+def test_a_lock_that_is_not_jaxbps_is_refused_and_never_touched(done, tmp_path, capsys, kind, copy_of):
+    run, victim = copy_of(done), tmp_path / "victim"
     victim.write_bytes(SECRET)
     path = run / lock.LOCK
     if kind == "symlink":
@@ -69,9 +61,9 @@ def test_a_lock_that_is_not_jaxbps_is_refused_and_never_touched(done, tmp_path, 
     assert os.path.lexists(path) and jaxbp.load_run(run).record  # left as it was; the run is intact
 
 
-def test_the_naive_lock_would_have_overwritten_the_victim(done, tmp_path, monkeypatch):
+def test_the_naive_lock_would_have_overwritten_the_victim(done, tmp_path, monkeypatch, copy_of):
     """Planted: the old open (O_CREAT, following links) writes through a linked lock; the test above catches it."""
-    run, victim = copy(done, tmp_path), tmp_path / "victim"
+    run, victim = copy_of(done), tmp_path / "victim"
     victim.write_bytes(SECRET)
     (run / lock.LOCK).symlink_to(victim)
     monkeypatch.setattr(lock, "_open_lock", lambda path: os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
@@ -81,8 +73,8 @@ def test_the_naive_lock_would_have_overwritten_the_victim(done, tmp_path, monkey
 
 @pytest.mark.parametrize("name", ["config.toml", "model.json", "summary.json", "params.npz", "checkpoint.npz",
                                   "metrics.jsonl", "train.log", "loss.png"])
-def test_run_files_that_are_links_never_write_through(done, tmp_path, capsys, name):
-    run, victim = copy(done, tmp_path), tmp_path / "victim"
+def test_run_files_that_are_links_never_write_through(done, tmp_path, capsys, name, copy_of):
+    run, victim = copy_of(done), tmp_path / "victim"
     victim.write_bytes(SECRET)
     os.remove(run / name) if (run / name).exists() else None
     (run / name).symlink_to(victim)
@@ -132,7 +124,7 @@ def test_os_errors_of_predict_are_one_line_exit_2(done, tmp_path, capsys, monkey
     assert (tmp_path / "p.csv").read_bytes() == SECRET and not [n for n in os.listdir(tmp_path) if files.MARK in n]
 
 
-def test_damaged_inputs_and_params_are_one_line_exit_2(done, tmp_path, capsys):
+def test_damaged_inputs_and_params_are_one_line_exit_2(done, tmp_path, capsys, copy_of):
     good = tmp_path / "good.npz"
     np.savez(good, x=np.zeros((3, 2)), y=np.array([0, 1, 0]))
     data = good.read_bytes()
@@ -140,7 +132,7 @@ def test_damaged_inputs_and_params_are_one_line_exit_2(done, tmp_path, capsys):
         (tmp_path / name).write_bytes(damaged)
         assert main(["predict", str(done), "--input", str(tmp_path / name), "--out", str(tmp_path / "p.csv")]) == 2
         one_line(capsys)
-    run = copy(done, tmp_path)
+    run = copy_of(done)
     params = bytearray((run / "params.npz").read_bytes())
     params[params.rindex(b"PK\x01\x02") + 10] = 99  # the compression method of the last member
     (run / "params.npz").write_bytes(params)

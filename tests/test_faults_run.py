@@ -44,14 +44,6 @@ def done(tmp_path_factory):
     return run
 
 
-def copy(run, tmp_path):
-    target = tmp_path / "run"
-    target.mkdir()
-    for name in os.listdir(run):
-        (target / name).write_bytes((run / name).read_bytes())
-    return target
-
-
 def test_divergence_stops_with_exit_3_keeping_the_last_finite_checkpoint(tmp_path, capsys):
     run = tmp_path / "run"
     code = main(["train", "--out", str(run), "--quiet", *sets("train.epochs=60", "optimizer.learning_rate=1e6")])
@@ -81,8 +73,8 @@ def test_on_nonfinite_continue_trains_on_and_writes_valid_json(tmp_path):
     assert f"keeps epoch {kept}, the last finite one" in (run / "train.log").read_text()
 
 
-def test_resume_from_a_nonfinite_checkpoint_is_refused(done, tmp_path):
-    run = copy(done, tmp_path)
+def test_resume_from_a_nonfinite_checkpoint_is_refused(done, tmp_path, copy_of):
+    run = copy_of(done)
     path = str(run / "checkpoint.npz")
     state = load_checkpoint(path, *_templates(run))
     meta = {key: value for key, value in read_meta(path).items() if key.startswith("config")}
@@ -102,8 +94,8 @@ def _templates(run):
     return (*jax.eval_shape(built.init, key), key)
 
 
-def test_resume_refuses_an_edited_config_naming_the_changed_keys(done, tmp_path):
-    run = copy(done, tmp_path)
+def test_resume_refuses_an_edited_config_naming_the_changed_keys(done, tmp_path, copy_of):
+    run = copy_of(done)
     text = (run / "config.toml").read_text()
     edited = text.replace("learning_rate = 0.2", "learning_rate = 0.5").replace("batch_size = 16", "batch_size = 8")
     (run / "config.toml").write_text(edited)
@@ -119,8 +111,8 @@ def test_resume_refuses_an_edited_config_naming_the_changed_keys(done, tmp_path)
     assert result.summary["epochs"] == 3
 
 
-def test_a_torn_last_metrics_line_is_dropped_on_resume(done, tmp_path, capsys):
-    run = copy(done, tmp_path)
+def test_a_torn_last_metrics_line_is_dropped_on_resume(done, tmp_path, capsys, copy_of):
+    run = copy_of(done)
     with open(run / "metrics.jsonl", "a") as file:
         file.write('{"epoch": 3, "step": 9, "ti')  # a kill during the write of epoch 3, past the checkpoint
     assert main(["train", "--resume", str(run), "--set", "train.epochs=3"]) == 0
@@ -132,8 +124,8 @@ def test_a_torn_last_metrics_line_is_dropped_on_resume(done, tmp_path, capsys):
         jaxbp.resume(run, overrides=["train.epochs=4"], progress=False)
 
 
-def test_stale_temporary_files_of_dead_processes_are_removed(done, tmp_path):
-    run = copy(done, tmp_path)
+def test_stale_temporary_files_of_dead_processes_are_removed(done, tmp_path, copy_of):
+    run = copy_of(done)
     dead = _dead_pid()
     ours = f".checkpoint.npz{files.MARK}{dead}-0123abcd"  # what write_atomic names a temporary
     (run / ours).write_bytes(b"half a checkpoint")
@@ -180,8 +172,8 @@ def test_write_failure_mid_run_is_exit_2_and_keeps_the_last_checkpoint(tmp_path,
     assert not [name for name in os.listdir(run) if files.MARK in name]
 
 
-def test_a_folder_in_use_is_refused_naming_the_holder(done, tmp_path, capsys):
-    run = copy(done, tmp_path)
+def test_a_folder_in_use_is_refused_naming_the_holder(done, tmp_path, capsys, copy_of):
+    run = copy_of(done)
     held = lock.acquire(str(run))
     try:
         assert main(["train", "--resume", str(run), "--set", "train.epochs=3"]) == 2
