@@ -9,25 +9,25 @@ import pytest
 
 import jaxbp
 from jaxbp.privacy import DPConfig, private_optimizer
-from jaxbp.privacy import clipping
+from jaxbp.privacy import noise
 
 SHAPES = [(20, 48), (301,), (5, 7, 3)]
 
 
 def test_accelerator_draw_equals_the_blocked_cpu_draw_bit_for_bit(monkeypatch):
-    monkeypatch.setattr(clipping, "NOISE_BLOCK", 100)  # every array but the smallest in several blocks
+    monkeypatch.setattr(noise, "NOISE_BLOCK", 100)  # every array but the smallest in several blocks
     key = jax.random.key(4)
 
     @jax.jit
     def draws(key, us):
         with jax.threefry_partitionable(False):
-            return [(clipping._noise_blocked(key, u, 2.0), clipping._noise_at_once(key, u, 2.0)) for u in us]
+            return [(noise._noise_blocked(key, u, 2.0), noise._noise_at_once(key, u, 2.0)) for u in us]
 
     us = [jnp.full(shape, 0.5, jnp.float32) for shape in SHAPES]
     for (blocked, at_once), u in zip(draws(key, us), us):
         np.testing.assert_array_equal(blocked, at_once)
         assert blocked.shape == u.shape and abs(float(jnp.std(blocked)) / 2 - 1) < 0.5
-    assert [clipping._blocks(u) for u in us] == [(10, 2), (4, 100), (2, 4)]
+    assert [noise._blocks(u) for u in us] == [(10, 2), (4, 100), (2, 4)]
 
 
 def _eqns(jaxpr):
@@ -55,7 +55,7 @@ def _noise_branches(step, *args):
 
 @pytest.fixture
 def private_step(monkeypatch):
-    monkeypatch.setattr(clipping, "NOISE_BLOCK", 100)  # the 48 x 20 weight in 10 blocks of 5 rows, the 3 x 48 in 2
+    monkeypatch.setattr(noise, "NOISE_BLOCK", 100)  # the 48 x 20 weight in 10 blocks of 5 rows, the 3 x 48 in 2
     model = jaxbp.mlp([20, 48, 3], "relu")
     params = jax.eval_shape(model.init, jax.random.key(0))
     dp = DPConfig(clip_norm=0.5, noise_multiplier=2.0, expected_batch_size=12.0)
@@ -84,6 +84,6 @@ def test_private_step_draws_each_arrays_noise_without_a_loop_on_accelerators(pri
 
 def test_the_call_count_catches_a_loop_of_draws_on_accelerators(private_step, monkeypatch):
     make, _ = private_step
-    monkeypatch.setattr(clipping, "_noise_at_once", clipping._noise_blocked)  # the planted bug: the CPU's loop there
+    monkeypatch.setattr(noise, "_noise_at_once", noise._noise_blocked)  # the planted bug: the CPU's loop there
     loops = [_counts([accelerator])[1][0] for _, accelerator in make()]
     assert loops == [0, 1, 0, 0]  # (b1, w1, b2, w2): w1's loop of draws, caught

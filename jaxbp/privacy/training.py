@@ -12,7 +12,7 @@ import functools
 
 from ..errors import ConfigError
 from .accounting import calibrate_sigma, epsilon
-from .clipping import DPConfig
+from .noise import DPConfig
 from .sampling import capacity, poisson_batches
 
 SAMPLINGS = ("poisson", "shuffle")
