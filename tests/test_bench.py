@@ -48,6 +48,17 @@ def test_quick_bench_writes_markdown_and_json(tmp_path):
     assert len(judged) == 15
 
 
+def test_a_full_run_judges_its_targets_and_judge_repeats_them(tmp_path, capsys):
+    argv = ["bench", "--configs", "toy", "--batches", "8", "--rounds", "1", "--block-ms", "1", "--parts", "steps",
+            "--no-torch", "--out", str(tmp_path)]
+    assert cli.main(argv) == 0
+    results = json.loads((tmp_path / "results-cpu.json").read_text())
+    assert len(results["targets"]) == 15 and results["command"].startswith("jaxbp bench --suite cpu --configs toy")
+    capsys.readouterr()
+    assert cli.main(["bench", "--judge", str(tmp_path / "results-cpu.json")]) == 0
+    assert "| target |" in capsys.readouterr().out
+
+
 def test_accelerator_suite_is_a_ready_command(tmp_path):
     argv = ["bench", "--suite", "accelerator", "--quick", "--configs", "toy", "--batches", "8", "--rounds", "1",
             "--block-ms", "1", "--parts", "steps", "--out", str(tmp_path)]

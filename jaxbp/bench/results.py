@@ -17,3 +17,11 @@ def write(args, results: dict, text: str) -> None:
     print(text)
     print(f"wrote {out / stem}.md and .json" + (f" in {results['elapsed_s']:.0f} s" if "elapsed_s" in results else ""),
           file=sys.stderr)
+
+
+def command(args) -> str:
+    """The ``jaxbp bench`` command line that made the results, for their record."""
+    words = ["jaxbp bench", f"--suite {args.suite}"] + (["--quick"] if args.quick else [])
+    words += [f"--{name.replace('_', '-')} {getattr(args, name)}"
+              for name in ("configs", "batches", "parts", "rounds", "block_ms") if getattr(args, name)]
+    return " ".join(words + (["--no-torch"] if args.no_torch else []))

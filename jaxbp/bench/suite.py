@@ -8,8 +8,6 @@ at larger batches in float32 and bfloat16 on whatever ``jax.devices()`` offers.
 
 from __future__ import annotations
 
-import json
-import pathlib
 import sys
 import time
 
@@ -22,9 +20,9 @@ from . import modes as bench_modes
 from . import privacy as bench_privacy
 from . import report as bench_report
 from . import special as bench_special
-from . import targets as bench_targets
 from ..errors import ConfigError
-from .results import write
+from .judge import JUDGES, judge
+from .results import command, write
 from .timing import ACCELERATOR_CONFIGS as MLP_ACCELERATOR_CONFIGS
 from .timing import (CONFIGS, BenchModel, environment, interleave, limit_threads, matmul_runner, median,
                            paired_ratio, paired_spread, spread, useful_flops)
@@ -58,13 +56,6 @@ def _batches(text, default):
         return [int(t) for t in text.split(",")] if text else list(default)
     except ValueError:
         raise ConfigError(f"--batches takes comma-separated integers, got {text!r}") from None
-
-
-def _command(args) -> str:
-    words = ["jaxbp bench", f"--suite {args.suite}"] + (["--quick"] if args.quick else [])
-    words += [f"--{name.replace('_', '-')} {getattr(args, name)}"
-              for name in ("configs", "batches", "parts", "rounds", "block_ms") if getattr(args, name)]
-    return " ".join(words + (["--no-torch"] if args.no_torch else []))
 
 
 def step_rows(configs, batches, dtypes, *, rounds, block_s, matmul_size, torch, numpy, notes,
@@ -115,11 +106,13 @@ def step_rows(configs, batches, dtypes, *, rounds, block_s, matmul_size, torch, 
 
 def run(args) -> int:
     if args.judge:
-        return judge(args)
+        return judge(args)  # a recorded results file, judged again
     if args.suite == "privacy":
         return bench_privacy.run(args)  # its own contenders, targets and tables
     if args.suite == "scale":
-        return run_scale(args)
+        from . import scale as bench_scale  # its host devices exist before the backend starts (cli/bench.py)
+
+        return bench_scale.run(args)
     if args.suite == "lenet":
         return bench_convnet.run(args, write)
     if args.suite == "modes":
@@ -135,7 +128,7 @@ def run(args) -> int:
     threads = limit_threads()
     env = environment()
     notes = []
-    results = {"suite": args.suite, "quick": args.quick, "command": _command(args),
+    results = {"suite": args.suite, "quick": args.quick, "command": command(args),
                "environment": env, "threads": threads,
                "settings": {"configs": configs, "batches": batches, "parts": parts, "rounds": rounds, "block_s": block_s},
                "toy_flops_per_example": useful_flops(CONFIGS["toy"], 1)}
@@ -184,62 +177,4 @@ def run(args) -> int:
                      "average is in the header. Compare runs on a quiet machine.")
     results["notes"] = notes  # a missed target's note is added to the markdown from its "why"
     write(args, results, bench_report.markdown(results))
-    return 0
-
-
-JUDGES = {"cpu": bench_targets.targets, "accelerator": bench_accelerator.targets}
-
-
-def judge(args) -> int:
-    """Judge the targets of a recorded ``results-<suite>.json`` again; print the markdown (and write it with --out)."""
-    path = pathlib.Path(args.judge)
-    try:
-        results = json.loads(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"cannot read {path} ({error.strerror}); give a results-<suite>.json that jaxbp bench wrote")
-    except json.JSONDecodeError as error:
-        raise ConfigError(f"{path} is not JSON ({error.msg} at line {error.lineno}); give a results-<suite>.json "
-                          "that jaxbp bench wrote") from None
-    suite = results.get("suite") if isinstance(results, dict) else None
-    if suite not in JUDGES:
-        raise ConfigError(f"{path} holds no cpu or accelerator bench results (suite: {suite!r}); give a "
-                          "results-cpu.json or results-accelerator.json")
-    try:
-        results["targets"] = JUDGES[suite](results)
-    except (KeyError, TypeError, ValueError) as error:
-        raise ConfigError(f"{path} is missing a field the targets need ({type(error).__name__}: {error}); "
-                          "give the results file as jaxbp bench wrote it") from None
-    names = tuple(f"{t['target']}: " for t in results["targets"])
-    results["notes"] = [note for note in results.get("notes", []) if not note.startswith(names)]  # old misses
-    text = bench_report.markdown(results)
-    if args.out:
-        args.suite, args.quick = suite, results.get("quick", False)
-        write(args, results, text)
-    else:
-        print(text)
-    return 0
-
-
-def run_scale(args) -> int:
-    """Strong and weak scaling over 1, 2, 4 devices and 16 replicas split over them (``jaxbp.bench.scale``)."""
-    from . import scale as bench_scale
-
-    start = time.perf_counter()
-    rounds = args.rounds or (3 if args.quick else 9)
-    block_s = args.block_ms / 1e3 if args.block_ms else 0.05 if args.quick else 0.2
-    limit_threads()
-    results = {"suite": "scale", "quick": args.quick, "command": _command(args), "environment": environment(),
-               "settings": {"rounds": rounds, "block_s": block_s}}
-    print(f"jaxbp bench --suite scale: {results['environment']['device']}, {rounds} rounds", file=sys.stderr, flush=True)
-    results["scaling"] = bench_scale.scaling(rounds=rounds, block_s=block_s)
-    results["replicas"] = bench_scale.replicas(rounds=rounds, block_s=block_s, steps=8 if args.quick else 32)
-    results["elapsed_s"] = time.perf_counter() - start
-    best = max(r["speedup_vs_sequential"] for r in results["replicas"]["rows"] if r["devices"] > 1 and not r["fused"])
-    results["notes"] = [f"Replicas split over devices, step by step: goal >= 2.4x against 16 sequential runs (half the "
-                        f"arithmetic ceiling of the cpu suite); best here {best:.2f}x: {'met' if best >= 2.4 else 'missed'}."]
-    if results["environment"]["backend"] == "cpu":
-        results["notes"].append("Host devices share this machine's cores: more devices split the work, not the "
-                                "hardware, so strong scaling on a CPU shows the cost of the split; on GPUs or "
-                                "TPUs each device is a chip.")
-    write(args, results, bench_scale.markdown(results))
     return 0
