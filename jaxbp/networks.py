@@ -53,6 +53,8 @@ class Model(NamedTuple):
     # Train mode, each example's own gradient: (losses (n,), grads with a leading n axis, params with the new
     # state and key). Example i's dropout mask is row i of the batched train step's: their mean is its gradient.
     train_per_example_value_and_grad: Callable[[Params, jax.Array, jax.Array], tuple] | None = None
+    # Train mode's forward: (outputs, each layer's cache, the params carried on); private training walks it back.
+    train_forward: Callable[[Params, jax.Array], tuple] | None = None
 
 
 def layer_name(layer: Layer) -> str:
@@ -194,6 +196,15 @@ def network(input_shape: int | tuple, layers: Sequence[Layer], loss: str, rule: 
         value, new_state = loss_at(params, x, y, key)
         return (value, written(params, new_state, carried)) if with_state else value
 
+    def train_forward(params, x):
+        """Outputs, caches and the params carried on (the layers' new state, the next key): train mode's forward
+        (without modes: the forward, the params unchanged)."""
+        if not modal:
+            return (*forward(params, x)[:2], params)
+        carried, key = step_keys(params.key)
+        z, caches, new_state = forward(params, x, key)
+        return z, caches, written(params, new_state, carried)
+
     def train_value_and_grad(params, x, y):
         if not modal:  # the eval-mode program, the params passed through unchanged
             return (*value_and_grad(params, x, y), params)
@@ -220,20 +231,20 @@ def network(input_shape: int | tuple, layers: Sequence[Layer], loss: str, rule: 
             return (*per_example_value_and_grad(params, x, y), params)
         refuse_mixing(layers, "per-example training")
         check_batch(x, y, input_shape)
-        carried, key = step_keys(params.key)
         t = encode_first(y)
-        z, caches, new_state = forward(params, x, key)
+        z, caches, carried = train_forward(params, x)
         rows, rebuild = each_example(caches, x.shape[0], layers)
 
         def one(z, t, rows):
             return loss.value(z, t), backward(without_state(params), rebuild(rows), loss.backward(z, t))
 
         losses, grads = jax.vmap(one)(z, t.astype(z.dtype), rows)
-        return losses, grads, written(params, new_state, carried)
+        return losses, grads, carried
 
     return Model(init, apply, predict, mean_loss, value_and_grad, per_example_grads, per_example_value_and_grad,
                  targets, d_in, d_out, loss_name, rule, layers, input_shape, train_loss, train_value_and_grad, modal,
-                 shapes=tuple(shapes), train_per_example_value_and_grad=train_per_example_value_and_grad)
+                 shapes=tuple(shapes), train_per_example_value_and_grad=train_per_example_value_and_grad,
+                 train_forward=train_forward)
 
 
 def _with_state(init: Callable, layers, inputs) -> Callable:

@@ -15,7 +15,6 @@ import jaxbp
 from jaxbp import networks
 from jaxbp.plugins.losses import get_loss
 from jaxbp.plugins.modes import layer_context, step_keys
-from jaxbp.privacy import clipping
 
 N, CLIP = 8, 3.0
 DP = jaxbp.DPConfig(clip_norm=CLIP, noise_multiplier=0.5, expected_batch_size=6.0, seed=4)
@@ -135,7 +134,8 @@ def test_private_step_is_clipped_vmapped_jax_grad_with_the_same_masks_and_noise(
 def test_planted_bug_private_masks_not_the_train_steps_are_caught(setup, monkeypatch):
     model, params, x, y, (*_, (_, _, _, want), _) = setup
     shifted = lambda train, key, index, state: layer_context(train, key, index + 1, state)  # noqa: E731
-    monkeypatch.setattr(clipping, "layer_context", shifted)  # each layer folds in its neighbour's index
+    monkeypatch.setattr(networks, "layer_context", shifted)  # the train-mode forward the private step walks back:
+    # each layer folds in its neighbour's index
     with pytest.raises(AssertionError, match="differs by"):
         _close(jax.jit(lambda p, x, y: _private_step(model, p, x, y))(params, x, y).params, want, 1e-10)
 

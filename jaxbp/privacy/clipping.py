@@ -37,7 +37,7 @@ from ..errors import ConfigError
 from ..networks import Model
 from ..plugins.layers import Layer
 from ..plugins.losses import get_loss
-from ..plugins.modes import layer_context, refuse_mixing, step_keys
+from ..plugins.modes import refuse_mixing
 from ..plugins.rules import join, layer_params, split
 from ..boundary.validate import check_batch
 from .noise import DPConfig, check_privacy, has_noise
@@ -61,34 +61,18 @@ def _scale_rows(c, g):
     return c.reshape(c.shape + (1,) * (g.ndim - 1)) * g
 
 
-def _forward(model: Model, params, x):
-    """(outputs, caches, params with the new state and next key): in train mode when the model has modes, each layer's
-    key folded as the batched train step folds it (the same dropout masks, example i on row i)."""
-    refuse_mixing(model.layers, "private training")  # batch norm: no example has a gradient of its own
-    carried, key = step_keys(params.key) if model.modal else (None, None)
-    state = params.state if model.modal else [None] * len(model.layers)
-    caches, written, z = [], [], x
-    for i, (layer, p) in enumerate(zip(model.layers, layer_params(params))):
-        if layer.modal:
-            z, cache, new = layer.forward(p, z, layer_context(True, key, i, state[i]))
-        else:
-            (z, cache), new = layer.forward(p, z), state[i]
-        caches.append(cache)
-        written.append(new)
-    return z, caches, params._replace(state=written, key=carried) if model.modal else params
-
-
 def _walk_back(model: Model, params, x, y, mask):
     """Forward, then back with per-example errors.
 
     Returns (losses (n,), caches, the output layer's errors, the first layer's errors, sq norms (n,), the params
     carried on).
     """
-    if not model.layers:
+    if not model.layers or model.train_forward is None:
         raise ConfigError("private training needs a model built by jaxbp.network or jaxbp.mlp (it walks their layers)")
+    refuse_mixing(model.layers, "private training")  # batch norm: no example has a gradient of its own
     check_batch(x, y, model.input_shape)
     loss = get_loss(model.loss_name)
-    z, caches, carried = _forward(model, params, x)
+    z, caches, carried = model.train_forward(params, x)  # with modes: the batched train step's masks, row i
     params = layer_params(params)
     t = model.targets(y).astype(z.dtype)
     losses = jax.vmap(loss.value)(z, t)
