@@ -135,7 +135,8 @@ class TrainConfig:
 
     epochs: int = setting(60, at_least(1))
     batch_size: int | None = setting(None, at_least(0), help="the run writes 32; a private run 256, at most a "
-                                     "quarter of the training split (0: full batch)")
+                                     "quarter of the training split; on a mesh a multiple of its data devices "
+                                     "(0: full batch)")
     seed: int = setting(0)
     replicas: int = setting(1, at_least(1))
     per_example: bool = setting(False)
